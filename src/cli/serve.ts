@@ -1,0 +1,4 @@
+// Entry point of `npm start`: see src/server.ts.
+import { main } from '../server.ts';
+
+await main();

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+
+/**
+ * Every setting sluice reads, from the environment, once. Names carry their units. `loadConfig` validates the
+ * whole environment and reports every problem in one message, so a bad deployment fails at start-up, not later.
+ */
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'use true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const ConfigSchema = z
+  .object({
+    /** PostgreSQL URL. Unset: start the embedded PostgreSQL under EMBEDDED_PG_DIR. */
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+      .optional(),
+    /** Interface to listen on. Default 0.0.0.0 (all IPv4 interfaces). */
+    HOST: z.string().min(1).default('0.0.0.0'),
+    /** HTTPS + WebSocket port. Default 8443; 0 picks a free port (tests). */
+    PORT: int(0, 65535).default(8443),
+    /** Path prefix of the partner API. Default /cityxchange, as in the partner document. */
+    BASE_PATH: z
+      .string()
+      .regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'must be empty or start with / and contain no trailing slash, e.g. /cityxchange')
+      .default('/cityxchange'),
+    /** CA certificate(s) (PEM) that partner certificates must chain to. Default certs/ca.crt. */
+    TLS_CA: z.string().min(1).default('certs/ca.crt'),
+    /** Server certificate (PEM). Default certs/server.crt. */
+    TLS_CERT: z.string().min(1).default('certs/server.crt'),
+    /** Server private key (PEM). Default certs/server.key. */
+    TLS_KEY: z.string().min(1).default('certs/server.key'),
+    /** Create a dev CA, server and demo-partner certificate when the TLS files are missing. Default true. */
+    TLS_DEV_CERTS: bool.default(true),
+    /** pino level: fatal, error, warn, info, debug, trace, silent. Default info. */
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Data directory of the embedded PostgreSQL (used only without DATABASE_URL). Default var/pg. */
+    EMBEDDED_PG_DIR: z.string().min(1).default('var/pg'),
+    /** Port of the embedded PostgreSQL (loopback only). Default 54329. */
+    EMBEDDED_PG_PORT: int(1, 65535).default(54329),
+    /** Most pooled query connections. Default 10. */
+    PG_POOL_MAX: int(1, 1000).default(10),
+    /** How long a request waits for a database connection before a 503, in ms. Default 2000. */
+    PG_CONNECT_TIMEOUT_MS: int(100, 600_000).default(2000),
+    /** Longest a single query may run before a 503, in ms. Default 10000. */
+    PG_QUERY_TIMEOUT_MS: int(100, 600_000).default(10_000),
+    /** Rows per /time page; more rows set X-Sluice-Truncated and a Link to the next page. Default 10000 (legacy). */
+    TIME_MAX_ROWS: int(1, 10_000).default(10_000),
+    /** How long SIGTERM/SIGINT waits for a graceful drain before exiting anyway, in ms. Default 10000. */
+    SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+  })
+  .readonly();
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Thrown when the environment is invalid; the message lists every problem and how to fix it. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee the configuration table in README.md.`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment (default: process.env) into a frozen Config or throws a ConfigError listing all problems. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const keys = Object.keys(ConfigSchema.unwrap().shape);
+  const input: Record<string, string> = {};
+  for (const k of keys) {
+    const v = env[k];
+    if (v !== undefined && v !== '') input[k] = v;
+  }
+  const parsed = ConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(input[String(i.path[0])] ?? '')}: ${i.message}`),
+    );
+  }
+  return Object.freeze({ ...parsed.data });
+}

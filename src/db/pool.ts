@@ -1,0 +1,45 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+/** Options for the query pool; every timeout bounds how long a partner request can wait on the database. */
+export interface PoolOptions {
+  readonly connectionString: string;
+  /** Most connections this process opens for queries (the LISTEN connection is separate). */
+  readonly max: number;
+  /** How long to wait for a connection before answering 503. */
+  readonly connectTimeoutMs: number;
+  /** Server-side statement_timeout and client-side read timeout for one query. */
+  readonly queryTimeoutMs: number;
+  readonly applicationName?: string;
+}
+
+const FLOAT4_OID = 700;
+const identity = (v: string): string => v;
+
+/**
+ * Type parsers: reals stay as PostgreSQL's text so the legacy formatter sees the exact value once, with no
+ * parseFloat round-trip per column; everything else uses pg's defaults.
+ */
+export const sluiceTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === FLOAT4_OID && format !== 'binary') return identity;
+    return pg.types.getTypeParser(oid, format ?? 'text');
+  },
+} as const;
+
+/** Creates the query pool. Idle-client errors (a Postgres restart) are logged, never thrown. */
+export function createPool(opts: PoolOptions, log?: Logger): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.connectionString,
+    max: opts.max,
+    connectionTimeoutMillis: opts.connectTimeoutMs,
+    query_timeout: opts.queryTimeoutMs,
+    statement_timeout: opts.queryTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: opts.applicationName ?? 'sluice',
+    types: sluiceTypes,
+  });
+  pool.on('error', (err) => log?.warn({ err: err.message }, 'idle database connection lost'));
+  return pool;
+}

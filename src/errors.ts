@@ -1,0 +1,90 @@
+/**
+ * The one error catalogue. Every error sluice reports to a partner or an operator has a stable code here,
+ * with the HTTP status and/or WebSocket close code it maps to. Codes never change meaning once published:
+ * partner code switches on them.
+ */
+export const ErrorCodes = {
+  /** A query parameter is missing, malformed or out of range (HTTP 400). */
+  SLUICE_ERR_PARAM: { status: 400, wsClose: 0, message: 'invalid parameter' },
+  /** Unknown path (HTTP 404). */
+  SLUICE_ERR_NOT_FOUND: { status: 404, wsClose: 0, message: 'not found' },
+  /** Method not allowed on a known path (HTTP 405). */
+  SLUICE_ERR_METHOD: { status: 405, wsClose: 0, message: 'method not allowed' },
+  /** No usable client certificate on the connection (HTTP 401). */
+  SLUICE_ERR_NO_CLIENT_CERT: { status: 401, wsClose: 4401, message: 'a valid client certificate is required' },
+  /** PostgreSQL cannot be reached or did not answer in time (HTTP 503, WebSocket 1013 try again later). */
+  SLUICE_ERR_DB_UNAVAILABLE: { status: 503, wsClose: 1013, message: 'database unavailable, retry later' },
+  /** Anything unexpected; details are logged, never sent (HTTP 500, WebSocket 1011). */
+  SLUICE_ERR_INTERNAL: { status: 500, wsClose: 1011, message: 'internal error' },
+  /** A WebSocket text frame that is not valid JSON or not a known message (error frame; 4400 if repeated). */
+  SLUICE_ERR_BAD_MESSAGE: { status: 400, wsClose: 4400, message: 'malformed message' },
+  /** A resume cursor that cannot be decoded or is not from this database (HTTP 400 / close 4400). */
+  SLUICE_ERR_CURSOR_INVALID: { status: 400, wsClose: 4400, message: 'invalid cursor' },
+  /** A resume cursor older than the oldest data the database still holds (HTTP 410 / close 4410). */
+  SLUICE_ERR_CURSOR_EXPIRED: { status: 410, wsClose: 4410, message: 'cursor expired' },
+  /** Too many SLUs in one subscription (error frame). */
+  SLUICE_ERR_TOO_MANY_SLUS: { status: 400, wsClose: 0, message: 'too many SLUs' },
+  /** The client did not read fast enough; its pending output passed the bound (close 4408). Resume with the cursor. */
+  SLUICE_ERR_SLOW_CONSUMER: { status: 0, wsClose: 4408, message: 'slow consumer: reconnect with your last cursor' },
+  /** A frame larger than the server accepts (close 1009, set by ws). */
+  SLUICE_ERR_FRAME_TOO_LARGE: { status: 0, wsClose: 1009, message: 'frame too large' },
+  /** Binary frames are not part of the protocol (close 1003). */
+  SLUICE_ERR_BINARY: { status: 0, wsClose: 1003, message: 'binary frames are not accepted' },
+  /** The gateway is shutting down; reconnect (to another process) with your cursor (close 1012). */
+  SLUICE_ERR_GOING_AWAY: { status: 503, wsClose: 1012, message: 'gateway restarting: reconnect with your cursor' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** An error with a stable catalogue code. `details` are safe to send to the partner. */
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly wsClose: number;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message ?? ErrorCodes[code].message, options);
+    this.name = 'SluiceError';
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+    this.wsClose = ErrorCodes[code].wsClose;
+    this.details = details;
+  }
+}
+
+/** A 400 naming the offending query parameter. */
+export function paramError(parameter: string, message: string, problems?: readonly ParamProblem[]): SluiceError {
+  return new SluiceError('SLUICE_ERR_PARAM', message, problems && problems.length > 1 ? { parameter, problems } : { parameter });
+}
+
+export interface ParamProblem {
+  readonly parameter: string;
+  readonly message: string;
+}
+
+/** SQLSTATE classes and node socket errors that mean "the database is not there right now". */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P0[1-3])/;
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
+
+/** True when `err` says PostgreSQL is unreachable, restarting or timed out (as opposed to a bug in a query). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_ERRNO.has(code) || code === '57014')) return true;
+  const m = err.message;
+  return (
+    m.includes('timeout exceeded when trying to connect') ||
+    m.includes('Connection terminated') ||
+    m.includes('Query read timeout') ||
+    m.includes('connection timeout') ||
+    m.includes('Client has encountered a connection error')
+  );
+}
+
+/** Wraps database failures into the catalogue: unavailability becomes SLUICE_ERR_DB_UNAVAILABLE. */
+export function toSluiceError(err: unknown): SluiceError {
+  if (err instanceof SluiceError) return err;
+  if (isDatabaseUnavailable(err)) return new SluiceError('SLUICE_ERR_DB_UNAVAILABLE', undefined, {}, { cause: err });
+  return new SluiceError('SLUICE_ERR_INTERNAL', undefined, {}, { cause: err });
+}

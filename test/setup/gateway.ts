@@ -1,0 +1,36 @@
+import { Writable } from 'node:stream';
+import { loadConfig, type Config } from '../../src/config/config.ts';
+import { createGateway, type Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/log.ts';
+import type { TestPki } from './pki.ts';
+
+/** Log lines a test gateway wrote, parsed, so tests can assert on what was logged. */
+export type LogLines = Array<Record<string, unknown>>;
+
+/** Starts an in-process gateway on 127.0.0.1:0 against the given database and PKI. */
+export async function startTestGateway(
+  databaseUrl: string,
+  pki: TestPki,
+  env: Record<string, string> = {},
+): Promise<{ gateway: Gateway; config: Config; logs: LogLines }> {
+  const config = loadConfig({
+    DATABASE_URL: databaseUrl,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    TLS_CA: pki.caFile,
+    TLS_CERT: pki.certFile,
+    TLS_KEY: pki.keyFile,
+    TLS_DEV_CERTS: 'false',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  const logs: LogLines = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const gateway = await createGateway(config, createLogger(config.LOG_LEVEL, sink));
+  return { gateway, config, logs };
+}
