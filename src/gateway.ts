@@ -5,6 +5,7 @@ import type { Config } from './config/config.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool } from './db/pool.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.ts';
+import { ReadingCache } from './format/reading-cache.ts';
 import type { Logger } from './log.ts';
 import { buildRestApp } from './rest/app.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
@@ -52,6 +53,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     const applied = await migrate(pool);
     if (applied.length) log.info({ applied }, 'migrations applied');
 
+    const cache = new ReadingCache(config.READING_CACHE_SIZE);
     const paths = certPaths(config.TLS_CA, config.TLS_CERT, config.TLS_KEY);
     if (config.TLS_DEV_CERTS && !(existsSync(paths.ca) && existsSync(paths.cert) && existsSync(paths.key))) {
       const written = await ensureDevCerts(paths);
@@ -64,6 +66,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       basePath: config.BASE_PATH,
       https: tlsServerOptions({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY }),
       timeMaxRows: config.TIME_MAX_ROWS,
+      cache,
     });
     await app.listen({ host: config.HOST, port: config.PORT });
     closers.push(() => app.close());

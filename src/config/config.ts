@@ -47,6 +47,8 @@ export const ConfigSchema = z
     PG_QUERY_TIMEOUT_MS: int(100, 600_000).default(10_000),
     /** Rows per /time page; more rows set X-Sluice-Truncated and a Link to the next page. Default 10000 (legacy). */
     TIME_MAX_ROWS: int(1, 10_000).default(10_000),
+    /** Formatted readings kept in memory (about 300 bytes each); readings are immutable, so no staleness. Default 200000. */
+    READING_CACHE_SIZE: int(0, 50_000_000).default(200_000),
     /** How long SIGTERM/SIGINT waits for a graceful drain before exiting anyway, in ms. Default 10000. */
     SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   })

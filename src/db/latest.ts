@@ -1,26 +1,26 @@
 import type pg from 'pg';
-import { READING_COLUMNS, type ReadingRow } from '../format/reading.ts';
+import type { ReadingCache } from '../format/reading-cache.ts';
+import type { FormattedReading } from '../format/reading.ts';
+import { readingsById } from './readings-by-id.ts';
 
 /**
- * The newest reading of every SLU, by slu_id. A loose index scan over slu_reading_slu_t_idx: one index descent
- * to find each next slu_id and one to fetch its newest row, so the cost grows with the number of SLUs, not rows,
- * and writers pay nothing extra (a maintained latest table would make concurrent writers of one SLU queue on
- * its row lock).
+ * The loose index scan behind latestPerSlu: one index descent to find each next slu_id and one to find its
+ * newest reading's id, both index-only (id is in slu_reading_slu_t_idx), so the cost grows with the number of
+ * SLUs, not rows, and writers pay nothing (a maintained latest table would make concurrent writers of one SLU
+ * queue on its row lock).
  */
-export async function latestPerSlu(db: pg.Pool | pg.PoolClient): Promise<ReadingRow[]> {
-  const res = await db.query<ReadingRow>({
-    name: 'sluice_latest',
-    rowMode: 'array',
-    text: `with recursive s(sid) as (
-             (select slu_id from slu_reading order by slu_id limit 1)
-             union all
-             select (select r.slu_id from slu_reading r where r.slu_id > s.sid order by r.slu_id limit 1)
-             from s where s.sid is not null
-           )
-           select ${READING_COLUMNS}
-           from s cross join lateral (
-             select * from slu_reading r where r.slu_id = s.sid order by r.t desc, r.id desc limit 1
-           ) l`,
-  });
-  return res.rows;
+export const LATEST_SQL = `with recursive s(sid) as (
+    (select slu_id from slu_reading order by slu_id limit 1)
+    union all
+    select (select r.slu_id from slu_reading r where r.slu_id > s.sid order by r.slu_id limit 1)
+    from s where s.sid is not null
+  )
+  select l.id::text from s cross join lateral (
+    select r.id from slu_reading r where r.slu_id = s.sid order by r.t desc, r.id desc limit 1
+  ) l`;
+
+/** The newest reading of every SLU, ordered by slu_id. */
+export async function latestPerSlu(db: pg.Pool, cache: ReadingCache): Promise<FormattedReading[]> {
+  const res = await db.query<[string]>({ name: 'sluice_latest', rowMode: 'array', text: LATEST_SQL });
+  return readingsById(db, cache, res.rows.map((r) => r[0]));
 }

@@ -1,13 +1,13 @@
 import type pg from 'pg';
-import { READING_COLUMNS, type ReadingRow } from '../format/reading.ts';
+import type { ReadingCache } from '../format/reading-cache.ts';
+import type { FormattedReading } from '../format/reading.ts';
+import { readingsById } from './readings-by-id.ts';
+
+/** SQL of newestRows: ids only, an index-only scan of slu_reading_slu_t_idx (exported for the plan test). */
+export const ROWS_SQL = `select r.id::text from slu_reading r where r.slu_id = $1 order by r.t desc, r.id desc limit $2`;
 
 /** The newest `cnt` readings of one SLU, newest first (by t, then id). */
-export async function newestRows(db: pg.Pool | pg.PoolClient, sluId: number, cnt: number): Promise<ReadingRow[]> {
-  const res = await db.query<ReadingRow>({
-    name: 'sluice_rows',
-    rowMode: 'array',
-    text: `select ${READING_COLUMNS} from slu_reading where slu_id = $1 order by t desc, id desc limit $2`,
-    values: [sluId, cnt],
-  });
-  return res.rows;
+export async function newestRows(db: pg.Pool, cache: ReadingCache, sluId: number, cnt: number): Promise<FormattedReading[]> {
+  const res = await db.query<[string]>({ name: 'sluice_rows', rowMode: 'array', text: ROWS_SQL, values: [sluId, cnt] });
+  return readingsById(db, cache, res.rows.map((r) => r[0]));
 }

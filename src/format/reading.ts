@@ -5,15 +5,16 @@ import { formatFloat4 } from './float4.ts';
  * document exactly: p/k/a as strings in float4 `%.9g`, v as integers, t as "YYYY-MM-DD HH:MM:SS.ffffff", and
  * Python `json.dumps` separators (", " and ": ") as the legacy service printed them.
  *
- * Rows come from PostgreSQL in array mode, columns in READING_COLUMNS order, with reals as their text output
- * (see db/pool.ts) so no value is parsed twice.
+ * A reading is formatted once into a FormattedReading (two fragments around where slu_id goes), then reused by
+ * every response and stream frame that contains it: /latest objects are head + slu_id + tail, /rows objects are
+ * head + tail.
  */
 
-/** SQL select list shared by every reading query; order matters (array row mode). */
+/** SQL select list for formatting: order matters (array row mode). Qualified: see db/rows.ts. */
 export const READING_COLUMNS =
-  "p1, p2, p3, k1, k2, k3, a1, a2, a3, to_char(t, 'YYYY-MM-DD HH24:MI:SS.US') as t, v1, v2, v3, slu_id";
+  "r.p1, r.p2, r.p3, r.k1, r.k2, r.k3, r.a1, r.a2, r.a3, to_char(r.t, 'YYYY-MM-DD HH24:MI:SS.US') as t, r.v1, r.v2, r.v3, r.slu_id";
 
-/** One reading as PostgreSQL returns it in array mode (see READING_COLUMNS). */
+/** One reading as PostgreSQL returns it in array mode (see READING_COLUMNS); reals as their text output. */
 export type ReadingRow = [
   p1: string | null, p2: string | null, p3: string | null,
   k1: string | null, k2: string | null, k3: string | null,
@@ -24,8 +25,16 @@ export type ReadingRow = [
   ...rest: unknown[],
 ];
 
-const REAL_KEYS = ['p1', 'p2', 'p3', 'k1', 'k2', 'k3', 'a1', 'a2', 'a3'] as const;
-const REAL_PREFIX = REAL_KEYS.map((k, i) => (i === 0 ? `{"${k}": ` : `, "${k}": `));
+/** A reading serialised once: `{"p1": … "t": "…"` + (`, "slu_id": N` for /latest) + `, "v1": … }`. */
+export interface FormattedReading {
+  readonly sluId: number;
+  /** `{"p1": "…", … "t": "…"` */
+  readonly head: string;
+  /** `, "v1": …, "v2": …, "v3": …}` */
+  readonly tail: string;
+}
+
+const REAL_PREFIX = ['p1', 'p2', 'p3', 'k1', 'k2', 'k3', 'a1', 'a2', 'a3'].map((k, i) => (i === 0 ? `{"${k}": ` : `, "${k}": `));
 
 function real(v: string | null): string {
   return v === null ? 'null' : '"' + formatFloat4(v) + '"';
@@ -35,33 +44,46 @@ function int(v: number | null): string {
   return v === null ? 'null' : String(v);
 }
 
-function realsAndTime(r: ReadingRow): string {
-  let s = '';
-  for (let i = 0; i < 9; i++) s += REAL_PREFIX[i] + real(r[i] as string | null);
-  return s + ', "t": "' + r[9] + '"';
+/** Formats a database row into its legacy JSON fragments. */
+export function formatReading(r: ReadingRow): FormattedReading {
+  let head = '';
+  for (let i = 0; i < 9; i++) head += REAL_PREFIX[i] + real(r[i] as string | null);
+  head += ', "t": "' + r[9] + '"';
+  return { sluId: r[13], head: flat(head), tail: flat(', "v1": ' + int(r[10]) + ', "v2": ' + int(r[11]) + ', "v3": ' + int(r[12]) + '}') };
+}
+
+/** Reading a character makes V8 flatten a concatenated (rope) string once, here, not in every response. */
+function flat(s: string): string {
+  void (s.length > 0 && s.charCodeAt(0));
+  return s;
 }
 
 /** The /latest (and stream) object: p1..a3, t, slu_id, v1..v3. */
-export function latestJson(r: ReadingRow): string {
-  return realsAndTime(r) + ', "slu_id": ' + r[13] + ', "v1": ' + int(r[10]) + ', "v2": ' + int(r[11]) + ', "v3": ' + int(r[12]) + '}';
+export function latestJson(f: FormattedReading): string {
+  return f.head + ', "slu_id": ' + f.sluId + f.tail;
 }
 
 /** The /rows and /time object: p1..a3, t, v1..v3 (no slu_id: it is in the wrapper). */
-export function rowJson(r: ReadingRow): string {
-  return realsAndTime(r) + ', "v1": ' + int(r[10]) + ', "v2": ' + int(r[11]) + ', "v3": ' + int(r[12]) + '}';
+export function rowJson(f: FormattedReading): string {
+  return f.head + f.tail;
 }
 
-/** The /rows and /time wrapper, `{"data": [...], "slu_id": N}`, built without re-serialising the rows. */
-export function wrapperJson(rows: readonly ReadingRow[], sluId: number, limit = rows.length): string {
-  const n = Math.min(limit, rows.length);
-  const parts = new Array<string>(n);
-  for (let i = 0; i < n; i++) parts[i] = rowJson(rows[i] as ReadingRow);
-  return '{"data": [' + parts.join(', ') + '], "slu_id": ' + sluId + '}';
+/** The /rows and /time wrapper, `{"data": [...], "slu_id": N}`. */
+export function wrapperJson(readings: readonly FormattedReading[], sluId: number): string {
+  let s = '{"data": [';
+  for (let i = 0; i < readings.length; i++) {
+    const f = readings[i] as FormattedReading;
+    s += (i === 0 ? '' : ', ') + f.head + f.tail;
+  }
+  return s + '], "slu_id": ' + sluId + '}';
 }
 
 /** The /latest array. */
-export function latestArrayJson(rows: readonly ReadingRow[]): string {
-  const parts = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) parts[i] = latestJson(rows[i] as ReadingRow);
-  return '[' + parts.join(', ') + ']';
+export function latestArrayJson(readings: readonly FormattedReading[]): string {
+  let s = '[';
+  for (let i = 0; i < readings.length; i++) {
+    const f = readings[i] as FormattedReading;
+    s += (i === 0 ? '' : ', ') + f.head + ', "slu_id": ' + f.sluId + f.tail;
+  }
+  return s + ']';
 }

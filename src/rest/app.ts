@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ErrorCodes, SluiceError, toSluiceError } from '../errors.ts';
+import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
 
@@ -22,6 +23,8 @@ export interface RestDeps {
   readonly https: import('node:https').ServerOptions;
   /** Rows per /time page. */
   readonly timeMaxRows: number;
+  /** Formatted readings by id, shared with the stream. */
+  readonly cache: ReadingCache;
 }
 
 const STATUS_TEXT: Record<number, string> = {
