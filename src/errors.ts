@@ -4,8 +4,8 @@
  * partner code switches on them.
  */
 export const ErrorCodes = {
-  /** A query parameter is missing, malformed or out of range (HTTP 400). */
-  SLUICE_ERR_PARAM: { status: 400, wsClose: 0, message: 'invalid parameter' },
+  /** A query parameter is missing, malformed or out of range (HTTP 400; close 4400 on the stream URL). */
+  SLUICE_ERR_PARAM: { status: 400, wsClose: 4400, message: 'invalid parameter' },
   /** Unknown path (HTTP 404). */
   SLUICE_ERR_NOT_FOUND: { status: 404, wsClose: 0, message: 'not found' },
   /** Method not allowed on a known path (HTTP 405). */
@@ -22,8 +22,8 @@ export const ErrorCodes = {
   SLUICE_ERR_CURSOR_INVALID: { status: 400, wsClose: 4400, message: 'invalid cursor' },
   /** A resume cursor older than the oldest data the database still holds (HTTP 410 / close 4410). */
   SLUICE_ERR_CURSOR_EXPIRED: { status: 410, wsClose: 4410, message: 'cursor expired' },
-  /** Too many SLUs in one subscription (error frame). */
-  SLUICE_ERR_TOO_MANY_SLUS: { status: 400, wsClose: 0, message: 'too many SLUs' },
+  /** Too many SLUs for one connection (error frame; close 4400 when asked for at connect). */
+  SLUICE_ERR_TOO_MANY_SLUS: { status: 400, wsClose: 4400, message: 'too many SLUs' },
   /** The client did not read fast enough; its pending output passed the bound (close 4408). Resume with the cursor. */
   SLUICE_ERR_SLOW_CONSUMER: { status: 0, wsClose: 4408, message: 'slow consumer: reconnect with your last cursor' },
   /** A frame larger than the server accepts (close 1009, set by ws). */

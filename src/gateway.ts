@@ -1,34 +1,55 @@
 import { existsSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Config } from './config/config.ts';
+import { latestPerSlu } from './db/latest.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool } from './db/pool.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.ts';
 import { ReadingCache } from './format/reading-cache.ts';
+import { Hub } from './hub/hub.ts';
+import { LatestStore } from './hub/latest-store.ts';
+import { Listener } from './listen/listener.ts';
 import type { Logger } from './log.ts';
+import { startOpsServer } from './ops/ops-server.ts';
 import { buildRestApp } from './rest/app.ts';
+import { encodeCursor } from './stream/cursor.ts';
+import { Feed } from './stream/feed.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
+import { createStreamServer, type StreamServer } from './ws/stream-server.ts';
 
-/** A running gateway: HTTPS REST (and, later, the WebSocket stream) on one port. */
+/** A running gateway: HTTPS REST and the WebSocket stream on one port, plus the ops port. */
 export interface Gateway {
   /** https://host:port of the listening server (host as reachable locally). */
   readonly url: string;
   readonly port: number;
+  /** Port of /healthz and /readyz (undefined when OPS_ENABLED=false). */
+  readonly opsPort: number | undefined;
   /** The database URL in use (embedded or DATABASE_URL). */
   readonly databaseUrl: string;
   readonly embedded: boolean;
   readonly pool: pg.Pool;
-  /** Stops accepting, drains, and closes everything this gateway opened, in reverse order. */
+  readonly feed: Feed;
+  readonly hub: Hub;
+  readonly listener: Listener;
+  readonly stream: StreamServer;
+  /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
 }
 
-/** Wires database, migrations, TLS and the HTTP app together. Nothing here owns the process (see server.ts). */
+/** Wires database, migrations, TLS, the feed, the hub and the servers. Nothing here owns the process (see server.ts). */
 export async function createGateway(config: Config, log: Logger): Promise<Gateway> {
-  const closers: Array<() => Promise<unknown>> = [];
+  const closers: Array<() => Promise<unknown> | unknown> = [];
   const closeAll = async () => {
-    for (const c of closers.reverse()) await c().catch((err: unknown) => log.warn({ err }, 'error while closing'));
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err }, 'error while closing');
+      }
+    }
     closers.length = 0;
   };
   try {
@@ -40,7 +61,8 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
         port: config.EMBEDDED_PG_PORT,
         onLog: (line) => log.debug({ pg: line }, 'embedded postgres'),
       });
-      closers.push(() => (embedded as EmbeddedPostgres).close());
+      const e = embedded;
+      closers.push(() => e.close());
       databaseUrl = embedded.url;
       log.info({ databaseUrl, dataDir: config.EMBEDDED_PG_DIR, reused: embedded.reused }, 'embedded PostgreSQL ready');
     }
@@ -53,7 +75,31 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     const applied = await migrate(pool);
     if (applied.length) log.info({ applied }, 'migrations applied');
 
+    // The feed starts at a snapshot; the latest store is then filled by a scan that sees at least as much, and
+    // kept current by every batch after it (a reading seen twice is harmless).
     const cache = new ReadingCache(config.READING_CACHE_SIZE);
+    const feed = new Feed(pool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS });
+    const start = await feed.start();
+    closers.push(() => feed.close());
+    const latest = new LatestStore();
+    for (const r of await latestPerSlu(pool, cache)) latest.offer(r.formatted.sluId, r.t, r.id, r.formatted);
+    const hub = new Hub();
+    hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
+    feed.on('batch', (batch) => {
+      latest.offerAll(batch.readings);
+      hub.publish(batch);
+    });
+    feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
+
+    const listener = new Listener(
+      { connectionString: databaseUrl, retryBaseMs: config.LISTEN_RETRY_BASE_MS, retryCapMs: config.LISTEN_RETRY_CAP_MS, healthCheckMs: config.LISTEN_HEALTHCHECK_MS },
+      log,
+    );
+    listener.on('notify', () => feed.wake());
+    listener.on('listening', () => feed.wake()); // catch up on whatever committed while LISTEN was down
+    await listener.start();
+    closers.push(() => listener.close());
+
     const paths = certPaths(config.TLS_CA, config.TLS_CERT, config.TLS_KEY);
     if (config.TLS_DEV_CERTS && !(existsSync(paths.ca) && existsSync(paths.cert) && existsSync(paths.key))) {
       const written = await ensureDevCerts(paths);
@@ -67,17 +113,66 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       https: tlsServerOptions({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY }),
       timeMaxRows: config.TIME_MAX_ROWS,
       cache,
+      latest: async () => {
+        await feed.sync();
+        return latest.json();
+      },
+    });
+    await app.ready();
+    const stream = createStreamServer({
+      server: app.server as unknown as HttpsServer,
+      hub,
+      pool,
+      cache,
+      log,
+      opts: {
+        path: `${config.BASE_PATH}/stream`,
+        maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
+        heartbeatMs: config.WS_HEARTBEAT_MS,
+        maxSlus: config.WS_MAX_SLUS,
+        maxBufferBytes: config.WS_MAX_BUFFER_BYTES,
+        catchUpPageRows: config.FEED_PAGE_ROWS,
+        maxBadMessages: 20,
+        progressIntervalMs: config.WS_PROGRESS_MS,
+      },
     });
     await app.listen({ host: config.HOST, port: config.PORT });
     closers.push(() => app.close());
+    closers.push(() => stream.close()); // runs before app.close(): clients get 1012 first
+
+    let opsPort: number | undefined;
+    if (config.OPS_ENABLED) {
+      let dbOk = true;
+      feed.on('error', () => (dbOk = false));
+      feed.on('batch', () => (dbOk = true));
+      const ops = await startOpsServer({
+        host: config.OPS_HOST,
+        port: config.OPS_PORT,
+        health: () => ({
+          ready: dbOk && listener.state === 'listening',
+          database: dbOk ? 'ok' : 'unreachable',
+          listener: listener.state,
+          listenerReconnects: listener.reconnects,
+          streamClients: stream.clients,
+        }),
+      });
+      opsPort = ops.port;
+      closers.push(() => ops.close());
+    }
+
     const port = (app.server.address() as AddressInfo).port;
     const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
     return {
       url: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
       port,
+      opsPort,
       databaseUrl,
       embedded: embedded !== undefined,
       pool,
+      feed,
+      hub,
+      listener,
+      stream,
       close: closeAll,
     };
   } catch (err) {

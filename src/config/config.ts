@@ -49,6 +49,31 @@ export const ConfigSchema = z
     TIME_MAX_ROWS: int(1, 10_000).default(10_000),
     /** Formatted readings kept in memory (about 300 bytes each); readings are immutable, so no staleness. Default 200000. */
     READING_CACHE_SIZE: int(0, 50_000_000).default(200_000),
+    /** Loopback port for /healthz, /readyz (and metrics): plain HTTP, no client certificate. Default 9464; 0 = any free port. */
+    OPS_PORT: int(0, 65535).default(9464),
+    /** Interface of the ops port. Default 127.0.0.1 (keep it off the public network). */
+    OPS_HOST: z.string().min(1).default('127.0.0.1'),
+    /** Serve the ops port at all. Default true. */
+    OPS_ENABLED: bool.default(true),
+    /** Read the table for new readings at least this often even without NOTIFY, ms. Default 1000. */
+    FEED_POLL_INTERVAL_MS: int(50, 600_000).default(1000),
+    /** Rows per database read when replaying a backlog or a resume; one frame each. Default 5000. */
+    FEED_PAGE_ROWS: int(10, 100_000).default(5000),
+    /** LISTEN reconnect: first delay and cap of the jittered exponential backoff, ms. Defaults 250 and 10000. */
+    LISTEN_RETRY_BASE_MS: int(10, 60_000).default(250),
+    LISTEN_RETRY_CAP_MS: int(100, 600_000).default(10_000),
+    /** How often the LISTEN connection is checked with a trivial query, ms. Default 5000. */
+    LISTEN_HEALTHCHECK_MS: int(500, 600_000).default(5000),
+    /** Most SLUs one WebSocket connection may subscribe to (more: subscribe to all). Default 10000. */
+    WS_MAX_SLUS: int(1, 1_000_000).default(10_000),
+    /** Unsent bytes a WebSocket client may fall behind before it is closed with 4408. Default 4194304 (4 MiB). */
+    WS_MAX_BUFFER_BYTES: int(1024, 1 << 30).default(4 * 1024 * 1024),
+    /** Largest text frame a client may send, bytes (bigger: close 1009). Default 16384. */
+    WS_MAX_PAYLOAD_BYTES: int(128, 1 << 24).default(16 * 1024),
+    /** Ping interval; a client silent for two intervals is dropped, ms. Default 30000. */
+    WS_HEARTBEAT_MS: int(100, 600_000).default(30_000),
+    /** Idle clients get a progress frame with a fresh cursor at most this often, ms. Default 10000. */
+    WS_PROGRESS_MS: int(0, 3_600_000).default(10_000),
     /** How long SIGTERM/SIGINT waits for a graceful drain before exiting anyway, in ms. Default 10000. */
     SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   })

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { FormattedReading } from '../format/reading.ts';
-import { readingsById } from './readings-by-id.ts';
+import { readingsByIdAligned } from './readings-by-id.ts';
 
 /**
  * The loose index scan behind latestPerSlu: one index descent to find each next slu_id and one to find its
@@ -15,12 +15,18 @@ export const LATEST_SQL = `with recursive s(sid) as (
     select (select r.slu_id from slu_reading r where r.slu_id > s.sid order by r.slu_id limit 1)
     from s where s.sid is not null
   )
-  select l.id::text from s cross join lateral (
-    select r.id from slu_reading r where r.slu_id = s.sid order by r.t desc, r.id desc limit 1
+  select l.id::text, to_char(l.t, 'YYYY-MM-DD HH24:MI:SS.US') from s cross join lateral (
+    select r.id, r.t from slu_reading r where r.slu_id = s.sid order by r.t desc, r.id desc limit 1
   ) l`;
 
-/** The newest reading of every SLU, ordered by slu_id. */
-export async function latestPerSlu(db: pg.Pool, cache: ReadingCache): Promise<FormattedReading[]> {
-  const res = await db.query<[string]>({ name: 'sluice_latest', rowMode: 'array', text: LATEST_SQL });
-  return readingsById(db, cache, res.rows.map((r) => r[0]));
+/** The newest reading of every SLU, ordered by slu_id, with each one's id and t (for the LatestStore). */
+export async function latestPerSlu(db: pg.Pool, cache: ReadingCache): Promise<Array<{ id: number; t: string; formatted: FormattedReading }>> {
+  const res = await db.query<[string, string]>({ name: 'sluice_latest', rowMode: 'array', text: LATEST_SQL });
+  const readings = await readingsByIdAligned(db, cache, res.rows.map((r) => r[0]));
+  const out: Array<{ id: number; t: string; formatted: FormattedReading }> = [];
+  res.rows.forEach(([id, t], i) => {
+    const formatted = readings[i];
+    if (formatted) out.push({ id: Number(id), t, formatted });
+  });
+  return out;
 }

@@ -10,6 +10,15 @@ export const BY_ID_SQL = `select ${READING_COLUMNS}, r.id::text from slu_reading
  * the cache lacks, in one query. An id deleted in between is skipped.
  */
 export async function readingsById(db: pg.Pool | pg.PoolClient, cache: ReadingCache, ids: readonly string[]): Promise<FormattedReading[]> {
+  return (await readingsByIdAligned(db, cache, ids)).filter((f): f is FormattedReading => f !== undefined);
+}
+
+/** As readingsById, but position i answers ids[i] (undefined where that row no longer exists). */
+export async function readingsByIdAligned(
+  db: pg.Pool | pg.PoolClient,
+  cache: ReadingCache,
+  ids: readonly string[],
+): Promise<Array<FormattedReading | undefined>> {
   const out = new Array<FormattedReading | undefined>(ids.length);
   const missing: string[] = [];
   for (let i = 0; i < ids.length; i++) {
@@ -28,5 +37,5 @@ export async function readingsById(db: pg.Pool | pg.PoolClient, cache: ReadingCa
     }
     for (let i = 0; i < ids.length; i++) if (!out[i]) out[i] = loaded.get(ids[i] as string);
   }
-  return out.filter((f): f is FormattedReading => f !== undefined);
+  return out;
 }

@@ -25,6 +25,8 @@ export interface RestDeps {
   readonly timeMaxRows: number;
   /** Formatted readings by id, shared with the stream. */
   readonly cache: ReadingCache;
+  /** The /latest body, current as of a database read started after the call (read-your-writes). */
+  readonly latest: () => Promise<string>;
 }
 
 const STATUS_TEXT: Record<number, string> = {

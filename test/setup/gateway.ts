@@ -22,6 +22,7 @@ export async function startTestGateway(
     TLS_KEY: pki.keyFile,
     TLS_DEV_CERTS: 'false',
     LOG_LEVEL: 'info',
+    OPS_PORT: '0',
     ...env,
   });
   const logs: LogLines = [];

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { latestPerSlu } from '../../db/latest.ts';
 import { rangeRows } from '../../db/range.ts';
 import { newestRows } from '../../db/rows.ts';
-import { latestArrayJson, wrapperJson } from '../../format/reading.ts';
+import { wrapperJson } from '../../format/reading.ts';
 import type { RestDeps } from '../app.ts';
 import { encodePageMark, parseRowsQuery, parseTimeQuery } from '../params.ts';
 
@@ -11,7 +10,7 @@ const JSON_TYPE = 'application/json';
 /** The three legacy endpoints, exactly as the partner API document prints them. */
 export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps): Promise<void> {
   app.get('/latest', async (_req, reply) => {
-    return reply.type(JSON_TYPE).send(latestArrayJson(await latestPerSlu(deps.pool, deps.cache)));
+    return reply.type(JSON_TYPE).send(await deps.latest());
   });
 
   app.get('/rows', async (req, reply) => {

@@ -1,0 +1,71 @@
+import type pg from 'pg';
+import { READING_COLUMNS, type ReadingRow } from '../format/reading.ts';
+import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot.ts';
+
+/** A reading row followed by its id and writing transaction id (text). */
+export type StreamRow = [...ReadingRow, string, string];
+const STREAM_COLUMNS = `${READING_COLUMNS}, r.id::text, r.xid::text`;
+
+/** Rows not visible in $1 (= xid >= xmax or xid in xip), as an index-friendly predicate on (xid, id). */
+const NOT_IN_S = `(r.xid >= pg_snapshot_xmax($1::pg_snapshot) or r.xid = any(array(select pg_snapshot_xip($1::pg_snapshot))))`;
+
+/**
+ * Everything committed since snapshot `since`, up to the statement's own snapshot, which is returned as the
+ * new position: rows visible now but not in `since`. Exactly the rows of the transactions that committed in
+ * between, whatever their id order. `limit` bounds one call; when it is hit, `complete` is false and the caller
+ * must page with catchUpPage (the new snapshot is then the bound).
+ */
+export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, limit: number): Promise<{ snapshot: Snapshot; rows: StreamRow[]; complete: boolean }> {
+  const res = await db.query<[string | null, ...StreamRow]>({
+    name: 'sluice_since',
+    rowMode: 'array',
+    text: `select (select pg_current_snapshot()::text), ${STREAM_COLUMNS}
+           from slu_reading r where ${NOT_IN_S}
+           order by r.xid, r.id limit $2`,
+    values: [formatSnapshot(since), limit + 1],
+  });
+  let snapText: string | null | undefined = res.rows[0]?.[0];
+  if (snapText === undefined) {
+    snapText = (await db.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0]?.s;
+  }
+  const snapshot = parseSnapshot(snapText ?? '');
+  if (!snapshot) throw new Error(`unexpected snapshot text from PostgreSQL: ${snapText}`);
+  const rows = res.rows.map((r) => r.slice(1) as unknown as StreamRow);
+  return rows.length > limit ? { snapshot, rows: rows.slice(0, limit), complete: false } : { snapshot, rows, complete: true };
+}
+
+/**
+ * One page of a catch-up from `since` toward the fixed bound `upto`: rows not visible in `since`, visible in
+ * `upto`, after (xid, id) = `after`, in (xid, id) order, optionally only for some SLUs.
+ */
+export async function catchUpPage(
+  db: pg.Pool | pg.PoolClient,
+  q: { since: Snapshot; upto: Snapshot; after: readonly [number, number]; sluIds: readonly number[] | null; limit: number },
+): Promise<StreamRow[]> {
+  const res = await db.query<StreamRow>({
+    name: q.sluIds ? 'sluice_catchup_slus' : 'sluice_catchup_all',
+    rowMode: 'array',
+    text: `select ${STREAM_COLUMNS} from slu_reading r
+           where ${NOT_IN_S}
+             and pg_visible_in_snapshot(r.xid, $2::pg_snapshot)
+             and (r.xid, r.id) > ($3::xid8, $4::bigint)
+             ${q.sluIds ? 'and r.slu_id = any($6::int[])' : ''}
+           order by r.xid, r.id limit $5`,
+    values: [formatSnapshot(q.since), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit, ...(q.sluIds ? [q.sluIds] : [])],
+  });
+  return res.rows;
+}
+
+/** The database's current snapshot (the starting point of a new feed). */
+export async function currentSnapshot(db: pg.Pool | pg.PoolClient): Promise<Snapshot> {
+  const text = (await db.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0]?.s ?? '';
+  const s = parseSnapshot(text);
+  if (!s) throw new Error(`unexpected snapshot text from PostgreSQL: ${text}`);
+  return s;
+}
+
+/** The retention horizon: transactions below it may have rows deleted by sluice_prune(). */
+export async function purgedBelow(db: pg.Pool | pg.PoolClient): Promise<number> {
+  const r = await db.query<{ p: string | null }>('select (select purged_below::text from sluice_horizon) as p');
+  return Number(r.rows[0]?.p ?? 0);
+}

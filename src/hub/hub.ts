@@ -1,0 +1,128 @@
+import { encodeCursor } from '../stream/cursor.ts';
+import type { Batch, StreamReading } from '../stream/feed.ts';
+import { readingsFrame } from '../ws/protocol.ts';
+
+/** What the hub needs of a connected client (implemented by ws/session.ts). */
+export interface Subscriber {
+  /** Subscribed SLUs, or null for all. */
+  readonly sluIds: ReadonlySet<number> | null;
+  /** True while the client is live with nothing to reconcile: it takes pre-built frames. */
+  readonly fast: boolean;
+  /** Sends a ready frame (checks backpressure). */
+  sendFrame(frame: string, cursorText: string): void;
+  /** Slow path (catching up, or live behind a floor): the client filters the batch itself. */
+  onBatch(batch: Batch, cursorText: string): void;
+  /** The feed advanced without data for this client. */
+  onIdle(cursorText: string): void;
+}
+
+/**
+ * Fan-out of feed batches to subscribers by slu_id. Each reading was serialised once by the feed; the hub only
+ * joins the pieces each client gets into one frame per client per batch, and builds the "all SLUs" frame once
+ * for every all-subscriber. Subscribers of other SLUs are never touched.
+ */
+export class Hub {
+  private readonly bySlu = new Map<number, Set<Subscriber>>();
+  private readonly all = new Set<Subscriber>();
+  private readonly members = new Set<Subscriber>();
+  private cursorText = '';
+  /** Counters for metrics and tests. */
+  readonly stats = { batches: 0, framesSent: 0, readingsOut: 0 };
+
+  /** The cursor of the last batch: where a client connecting now starts. */
+  get currentCursor(): string {
+    return this.cursorText;
+  }
+
+  setInitialCursor(text: string): void {
+    this.cursorText = text;
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  add(s: Subscriber): void {
+    this.members.add(s);
+    this.index(s);
+  }
+
+  /** Re-reads s.sluIds after the subscriber changed them. */
+  reindex(s: Subscriber): void {
+    this.unindex(s);
+    if (this.members.has(s)) this.index(s);
+  }
+
+  remove(s: Subscriber): void {
+    this.members.delete(s);
+    this.unindex(s);
+  }
+
+  private index(s: Subscriber): void {
+    if (s.sluIds === null) {
+      this.all.add(s);
+      return;
+    }
+    for (const id of s.sluIds) {
+      let set = this.bySlu.get(id);
+      if (!set) this.bySlu.set(id, (set = new Set()));
+      set.add(s);
+    }
+  }
+
+  private unindex(s: Subscriber): void {
+    this.all.delete(s);
+    for (const [id, set] of this.bySlu) {
+      if (set.delete(s) && set.size === 0) this.bySlu.delete(id);
+    }
+  }
+
+  publish(batch: Batch): void {
+    this.stats.batches++;
+    const cursorText = encodeCursor(batch.cursor);
+    this.cursorText = cursorText;
+    const touched = new Set<Subscriber>();
+    // Slow-path subscribers get the whole batch once.
+    for (const s of this.members) {
+      if (!s.fast) {
+        s.onBatch(batch, cursorText);
+        touched.add(s);
+      }
+    }
+    if (batch.readings.length > 0) {
+      const per = new Map<Subscriber, string[]>();
+      for (const r of batch.readings) {
+        const subs = this.bySlu.get(r.sluId);
+        if (!subs) continue;
+        for (const s of subs) {
+          if (!s.fast) continue;
+          const list = per.get(s);
+          if (list) list.push(r.json);
+          else per.set(s, [r.json]);
+        }
+      }
+      for (const [s, list] of per) {
+        s.sendFrame(readingsFrame(list, cursorText), cursorText);
+        touched.add(s);
+        this.stats.framesSent++;
+        this.stats.readingsOut += list.length;
+      }
+      if (this.all.size > 0) {
+        const frame = readingsFrame(batch.readings.map((r: StreamReading) => r.json), cursorText);
+        for (const s of this.all) {
+          if (!s.fast) continue;
+          s.sendFrame(frame, cursorText);
+          touched.add(s);
+          this.stats.framesSent++;
+          this.stats.readingsOut += batch.readings.length;
+        }
+      }
+    }
+    for (const s of this.members) if (!touched.has(s)) s.onIdle(cursorText);
+  }
+
+  /** Every subscriber, e.g. to close them all on shutdown. */
+  subscribers(): IterableIterator<Subscriber> {
+    return this.members.values();
+  }
+}

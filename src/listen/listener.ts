@@ -1,0 +1,100 @@
+import { EventEmitter } from 'node:events';
+import pgListen, { type Subscriber } from 'pg-listen';
+import type { Logger } from 'pino';
+
+/** The NOTIFY channel the trigger in sql/002_stream.sql uses. */
+export const CHANNEL = 'sluice_reading';
+
+/** Listener health: `listening` is the only state in which new readings arrive at once. */
+export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'closed';
+
+export interface ListenerEvents {
+  /** LISTEN is (again) in place: read everything committed meanwhile. */
+  listening: [];
+  /** A NOTIFY arrived. */
+  notify: [];
+  state: [ListenerState];
+}
+
+export interface ListenerOptions {
+  readonly connectionString: string;
+  /** First reconnect delay, doubled per attempt up to the cap; each delay gets +-50% jitter. */
+  readonly retryBaseMs: number;
+  readonly retryCapMs: number;
+  /** How often a trivial query checks that a quiet connection is still alive, ms. */
+  readonly healthCheckMs: number;
+}
+
+/** Capped exponential backoff with jitter (0.5x..1x), so many gateways do not reconnect in lockstep. */
+export function backoffMs(attempt: number, baseMs: number, capMs: number): number {
+  const exp = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt));
+  return Math.round(exp * (0.5 + Math.random() / 2));
+}
+
+/**
+ * One dedicated LISTEN connection per process (pg-listen). It reconnects forever: pg-listen's default gives up
+ * after 3 s of downtime (pg-listen#56), so retryTimeout is infinite here. Every time LISTEN is in place again,
+ * `listening` fires so the feed can catch up on what committed while it was away (NOTIFY does not queue).
+ */
+export class Listener extends EventEmitter<ListenerEvents> {
+  private readonly sub: Subscriber;
+  private current: ListenerState = 'connecting';
+  /** How many times the connection was re-established (for metrics and tests). */
+  reconnects = 0;
+
+  constructor(
+    opts: ListenerOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    // pg-listen is CommonJS with `exports.default`.
+    this.sub = pgListen.default(
+      { connectionString: opts.connectionString, application_name: 'sluice-listen' },
+      {
+        retryLimit: Number.POSITIVE_INFINITY,
+        retryTimeout: Number.POSITIVE_INFINITY,
+        retryInterval: (attempt: number) => backoffMs(attempt, opts.retryBaseMs, opts.retryCapMs),
+        paranoidChecking: opts.healthCheckMs,
+        // Payloads are transaction ids: keep them as text.
+        parse: (s: string) => s,
+      },
+    );
+    this.sub.events.on('connected', () => {
+      // The first 'connected' comes before LISTEN; start() announces that one itself, once LISTEN is in place.
+      // On reconnects pg-listen re-issues LISTEN before emitting 'connected'.
+      if (this.current === 'connecting') return;
+      if (this.current === 'reconnecting') this.reconnects++;
+      this.setState('listening');
+      this.emit('listening');
+    });
+    this.sub.events.on('reconnect', (attempt) => {
+      this.setState('reconnecting');
+      if (attempt === 1 || attempt % 10 === 0) this.log.warn({ attempt }, 'LISTEN connection lost; reconnecting');
+    });
+    this.sub.events.on('error', (err) => this.log.error({ err: err.message }, 'LISTEN connection error'));
+    this.sub.events.on('notification', () => this.emit('notify'));
+  }
+
+  get state(): ListenerState {
+    return this.current;
+  }
+
+  private setState(s: ListenerState): void {
+    if (s === this.current) return;
+    this.current = s;
+    this.log.info({ listener: s }, `listener ${s}`);
+    this.emit('state', s);
+  }
+
+  async start(): Promise<void> {
+    await this.sub.connect();
+    await this.sub.listenTo(CHANNEL);
+    this.setState('listening');
+    this.emit('listening');
+  }
+
+  async close(): Promise<void> {
+    this.setState('closed');
+    await this.sub.close().catch(() => undefined);
+  }
+}

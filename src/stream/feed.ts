@@ -1,0 +1,176 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { catchUpPage, currentSnapshot, readSince, type StreamRow } from '../db/since.ts';
+import type { ReadingCache } from '../format/reading-cache.ts';
+import { formatReading, latestJson, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { toSluiceError } from '../errors.ts';
+import type { Cursor } from './cursor.ts';
+import type { Snapshot } from './snapshot.ts';
+
+/** One committed reading as the stream carries it, serialised once for every subscriber. */
+export interface StreamReading {
+  readonly id: number;
+  readonly xid: number;
+  readonly sluId: number;
+  /** Legacy text of t, comparable as a string (fixed width). */
+  readonly t: string;
+  readonly formatted: FormattedReading;
+  /** The /latest object text: what stream frames carry. */
+  readonly json: string;
+}
+
+/**
+ * What the feed read in one step. `cursor` is the position after it. `snapshot` is set when the step ended on
+ * a snapshot (everything committed before it has now been read); a long backlog is read in pages whose cursors
+ * are paging cursors and have no snapshot until the last.
+ */
+export interface Batch {
+  readonly readings: readonly StreamReading[];
+  readonly cursor: Cursor;
+  readonly snapshot?: Snapshot;
+}
+
+export interface FeedOptions {
+  /** Rows per query when reading a backlog. */
+  readonly pageRows: number;
+  /** Read the table this often even without a NOTIFY (a safety net and cursor refresh), ms. */
+  readonly pollIntervalMs: number;
+}
+
+export interface FeedEvents {
+  batch: [Batch];
+  error: [Error];
+}
+
+/** Converts a database row (with id and xid) into a StreamReading, reusing/filling the formatted cache. */
+export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamReading {
+  const idText = row[14] as string;
+  let formatted = cache.get(idText);
+  if (!formatted) {
+    formatted = formatReading(row as unknown as ReadingRow);
+    cache.set(idText, formatted);
+  }
+  return { id: Number(idText), xid: Number(row[15]), sluId: row[13], t: row[9], formatted, json: latestJson(formatted) };
+}
+
+/**
+ * The gateway's single reader of new readings. NOTIFY only says "something committed"; the feed then reads the
+ * table for everything that became visible since its last snapshot. Because visibility, not ids or timestamps,
+ * defines what is new, transactions that commit out of id order are neither missed nor repeated, and after a
+ * lost connection the next read simply covers the whole gap. At most one read runs at a time; wake-ups during a
+ * read coalesce into one more read (so a burst of commits becomes one batch: one frame per client per tick).
+ */
+export class Feed extends EventEmitter<FeedEvents> {
+  private snap: Snapshot | undefined;
+  private running = false;
+  private dirty = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
+  private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Reads done and rows delivered, for metrics and tests. */
+  readonly stats = { polls: 0, rows: 0, errors: 0 };
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly cache: ReadingCache,
+    private readonly log: Logger,
+    private readonly opts: FeedOptions,
+  ) {
+    super();
+  }
+
+  /** Starts at the database's current snapshot: what committed before is history (served through cursors). */
+  async start(): Promise<Snapshot> {
+    this.snap = await currentSnapshot(this.pool);
+    this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs);
+    this.timer.unref();
+    return this.snap;
+  }
+
+  /** The snapshot up to which everything has been read and emitted. */
+  get snapshot(): Snapshot {
+    if (!this.snap) throw new Error('Feed.start() has not completed');
+    return this.snap;
+  }
+
+  /** Something may have committed: read soon (coalesced). */
+  wake(): void {
+    if (this.closed) return;
+    this.dirty = true;
+    if (!this.running) void this.loop();
+  }
+
+  /** Resolves once a read that started after this call has completed: read-your-writes for /latest. */
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.wake();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.dirty && !this.closed) {
+        this.dirty = false;
+        const waiting = this.waiters;
+        this.waiters = [];
+        try {
+          await this.readOnce();
+          this.retryMs = 0;
+          for (const w of waiting) w.resolve();
+        } catch (err) {
+          this.stats.errors++;
+          const e = toSluiceError(err);
+          for (const w of waiting) w.reject(e);
+          this.log.warn({ err: (err as Error).message }, 'reading new readings failed; retrying');
+          this.emit('error', e);
+          // Back off (capped) and try again: the gap is covered by the next successful read.
+          this.retryMs = Math.min(5000, Math.max(100, this.retryMs * 2));
+          await new Promise((r) => setTimeout(r, this.retryMs * (0.5 + Math.random() / 2)));
+          this.dirty = true;
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async readOnce(): Promise<void> {
+    const from = this.snapshot;
+    this.stats.polls++;
+    const first = await readSince(this.pool, from, this.opts.pageRows);
+    if (first.complete) {
+      this.snap = first.snapshot;
+      this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
+      return;
+    }
+    // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q.
+    const q = first.snapshot;
+    let rows = first.rows;
+    for (;;) {
+      const last = rows.at(-1) as StreamRow;
+      const after: [number, number] = [Number(last[15]), Number(last[14])];
+      this.deliver(rows, { kind: 'paging', s: from, q, xid: after[0], id: after[1] });
+      rows = await catchUpPage(this.pool, { since: from, upto: q, after, sluIds: null, limit: this.opts.pageRows });
+      if (rows.length < this.opts.pageRows) break;
+    }
+    this.snap = q;
+    this.deliver(rows, { kind: 'settled', s: q }, q);
+  }
+
+  private deliver(rows: readonly StreamRow[], cursor: Cursor, snapshot?: Snapshot): void {
+    const readings = rows.map((r) => toStreamReading(r, this.cache));
+    this.stats.rows += readings.length;
+    this.emit('batch', snapshot ? { readings, cursor, snapshot } : { readings, cursor });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    const e = new Error('feed closed');
+    for (const w of this.waiters.splice(0)) w.reject(e);
+  }
+}

@@ -1,0 +1,231 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { ErrorCodes, SluiceError, toSluiceError, type ErrorCode } from '../errors.ts';
+import type { ReadingCache } from '../format/reading-cache.ts';
+import type { Hub, Subscriber } from '../hub/hub.ts';
+import { catchUp } from '../stream/catch-up.ts';
+import { encodeCursor, type Cursor } from '../stream/cursor.ts';
+import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
+import { covers, visibleIn, type Snapshot } from '../stream/snapshot.ts';
+import type { PartnerIdentity } from '../tls/identity.ts';
+import { errorFrame, parseClientMessage, readingsFrame } from './protocol.ts';
+
+export interface SessionLimits {
+  /** Most SLUs one connection may subscribe to. */
+  readonly maxSlus: number;
+  /** Pending output (bytes not yet accepted by the socket) past which the client is cut off with 4408. */
+  readonly maxBufferBytes: number;
+  /** Rows per catch-up page (one frame each). */
+  readonly catchUpPageRows: number;
+  /** Malformed messages tolerated before closing with 4400. */
+  readonly maxBadMessages: number;
+  /** Send a progress frame (cursor only) to an idle client at most this often, ms. */
+  readonly progressIntervalMs: number;
+}
+
+type Mode = 'catching-up' | 'live';
+
+/**
+ * One WebSocket client: its subscription, its position (cursor), and the reconciliation between its own
+ * catch-up and the shared live feed. While catching up, live batches are buffered; afterwards rows the catch-up
+ * already sent (visible in its snapshot Q, the "floor") are dropped until the feed has moved past Q, then the
+ * client joins the hub's fast path.
+ */
+export class Session implements Subscriber {
+  sluIds: Set<number> | null;
+  private mode: Mode = 'live';
+  private floor: Snapshot | undefined;
+  private held: StreamReading[] = [];
+  private buffered: Array<{ batch: Batch; cursorText: string }> = [];
+  private lastCursorText = '';
+  private lastSentAt = Date.now();
+  private badMessages = 0;
+  private closed = false;
+  alive = true;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly partner: PartnerIdentity,
+    sluIds: readonly number[] | null,
+    private readonly hub: Hub,
+    private readonly pool: pg.Pool,
+    private readonly cache: ReadingCache,
+    private readonly limits: SessionLimits,
+    private readonly log: Logger,
+  ) {
+    this.sluIds = sluIds ? new Set(sluIds) : null;
+  }
+
+  get fast(): boolean {
+    return this.mode === 'live' && this.floor === undefined && !this.closed;
+  }
+
+  /** Joins the live stream now, or after replaying everything since `since`. */
+  async start(since: Cursor | undefined): Promise<void> {
+    if (!since) {
+      this.lastCursorText = this.hub.currentCursor;
+      this.hub.add(this);
+      this.sendRaw(this.subscribedFrame());
+      return;
+    }
+    this.mode = 'catching-up';
+    this.hub.add(this); // buffer live batches from now on
+    this.sendRaw(this.subscribedFrame(encodeCursor(since)));
+    try {
+      const q = await catchUp(this.pool, since, this.sluIds ? [...this.sluIds] : null, this.limits.catchUpPageRows, (rows, cursor) => {
+        if (this.closed) return;
+        const readings = rows.map((r) => toStreamReading(r, this.cache));
+        this.sendReadings(readings.map((r) => r.json), encodeCursor(cursor));
+      });
+      if (this.closed) return;
+      this.floor = q;
+      this.lastCursorText = encodeCursor({ kind: 'settled', s: q });
+      this.mode = 'live';
+      const pending = this.buffered;
+      this.buffered = [];
+      for (const { batch, cursorText } of pending) this.onBatch(batch, cursorText);
+    } catch (err) {
+      const e = toSluiceError(err);
+      if (e.code === 'SLUICE_ERR_INTERNAL') this.log.error({ err, partner: this.partner.cn }, 'catch-up failed');
+      this.fail(e);
+    }
+  }
+
+  private subscribedFrame(cursorText = this.lastCursorText): string {
+    return JSON.stringify({ type: 'subscribed', slu_ids: this.sluIds ? [...this.sluIds].sort((a, b) => a - b) : 'all', cursor: cursorText });
+  }
+
+  // --- Subscriber (called by the hub)
+
+  sendFrame(frame: string, cursorText: string): void {
+    this.lastCursorText = cursorText;
+    this.lastSentAt = Date.now();
+    this.sendRaw(frame);
+  }
+
+  onIdle(cursorText: string): void {
+    if (this.mode !== 'live' || this.floor) return;
+    const now = Date.now();
+    if (cursorText !== this.lastCursorText && now - this.lastSentAt >= this.limits.progressIntervalMs) {
+      // Keeps an idle client's cursor fresh, so its resume does not replay from long ago.
+      this.lastCursorText = cursorText;
+      this.lastSentAt = now;
+      this.sendRaw('{"type":"progress","cursor":"' + cursorText + '"}');
+    }
+  }
+
+  onBatch(batch: Batch, cursorText: string): void {
+    if (this.closed) return;
+    if (this.mode === 'catching-up') {
+      this.buffered.push({ batch, cursorText });
+      return;
+    }
+    const mine = batch.readings.filter((r) => (this.sluIds === null || this.sluIds.has(r.sluId)) && !(this.floor && visibleIn(r.xid, this.floor)));
+    if (this.floor) {
+      if (batch.snapshot && covers(batch.snapshot, this.floor)) {
+        // The feed is past everything the catch-up sent: from here on the shared fast path serves this client.
+        this.floor = undefined;
+        const out = this.held.concat(mine);
+        this.held = [];
+        if (out.length > 0) this.sendReadings(out.map((r) => r.json), cursorText);
+        else this.onIdle(cursorText);
+      } else {
+        // A batch read before Q (or part of a backlog page): what is left is sent with the first covering batch.
+        for (const r of mine) this.held.push(r);
+      }
+      return;
+    }
+    if (mine.length > 0) this.sendReadings(mine.map((r) => r.json), cursorText);
+    else this.onIdle(cursorText);
+  }
+
+  private sendReadings(jsons: string[], cursorText: string): void {
+    this.sendFrame(readingsFrame(jsons, cursorText), cursorText);
+  }
+
+  private sendRaw(text: string): void {
+    if (this.closed) return;
+    if (this.ws.bufferedAmount > this.limits.maxBufferBytes) {
+      this.close('SLUICE_ERR_SLOW_CONSUMER', `more than ${this.limits.maxBufferBytes} bytes unread; reconnect with since=<your last cursor>`);
+      return;
+    }
+    this.ws.send(text);
+  }
+
+  // --- client messages
+
+  onMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (this.closed) return;
+    if (isBinary) {
+      this.close('SLUICE_ERR_BINARY', 'binary frames are not accepted; send JSON text frames');
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const parsed = parseClientMessage(text);
+    if (!parsed.ok) return this.reject('SLUICE_ERR_BAD_MESSAGE', parsed.message);
+    const msg = parsed.msg;
+    if (msg.type === 'ping') {
+      this.sendRaw(JSON.stringify({ type: 'pong', ...(msg.id !== undefined ? { id: msg.id } : {}), cursor: this.lastCursorText }));
+      return;
+    }
+    if (msg.type === 'subscribe') {
+      if (msg.all) this.sluIds = null;
+      else if (this.sluIds !== null) {
+        const next = new Set([...this.sluIds, ...(msg.slu_ids ?? [])]);
+        if (next.size > this.limits.maxSlus) {
+          return this.reject('SLUICE_ERR_TOO_MANY_SLUS', `at most ${this.limits.maxSlus} SLUs per connection (this would make ${next.size}); subscribe to all with {"type":"subscribe","all":true}`);
+        }
+        this.sluIds = next;
+      }
+      this.hub.reindex(this);
+      this.sendRaw(this.subscribedFrame());
+      return;
+    }
+    // unsubscribe
+    if (msg.all) this.sluIds = new Set();
+    else if (this.sluIds === null) {
+      return this.reject('SLUICE_ERR_BAD_MESSAGE', 'this connection is subscribed to all SLUs; unsubscribe with {"type":"unsubscribe","all":true} and subscribe to a list');
+    } else for (const id of msg.slu_ids ?? []) this.sluIds.delete(id);
+    this.hub.reindex(this);
+    this.sendRaw(JSON.stringify({ type: 'unsubscribed', slu_ids: [...(this.sluIds ?? [])].sort((a, b) => a - b), cursor: this.lastCursorText }));
+  }
+
+  /** An error frame; too many of them and the connection is closed (the process is never affected). */
+  reject(code: ErrorCode, message: string): void {
+    this.sendRaw(errorFrame(code, message));
+    if (++this.badMessages > this.limits.maxBadMessages) this.close('SLUICE_ERR_BAD_MESSAGE', 'too many invalid messages');
+  }
+
+  fail(err: SluiceError): void {
+    this.sendRaw(errorFrame(err.code, err.message));
+    this.close(err.code, err.message);
+  }
+
+  /** Closes with the catalogue's close code and a reason (trimmed to the 123 bytes a close frame allows). */
+  close(code: ErrorCode, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.hub.remove(this);
+    const wsCode = ErrorCodes[code].wsClose || 1011;
+    this.log.info({ partner: this.partner.cn, code, wsCode }, 'closing stream');
+    this.ws.close(wsCode, truncateReason(`${code}: ${reason}`));
+    // A peer that does not read will not read the close frame either: do not wait for it.
+    setTimeout(() => this.ws.terminate(), code === 'SLUICE_ERR_SLOW_CONSUMER' ? 1000 : 5000).unref();
+  }
+
+  /** The socket went away (any reason). */
+  dispose(): void {
+    this.closed = true;
+    this.hub.remove(this);
+    this.buffered = [];
+    this.held = [];
+  }
+}
+
+function truncateReason(s: string): string {
+  let b = Buffer.from(s);
+  if (b.length <= 123) return s;
+  b = b.subarray(0, 120);
+  return b.toString('utf8').replace(/\uFFFD+$/, '') + '...';
+}
