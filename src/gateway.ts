@@ -83,7 +83,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     closers.push(() => feed.close());
     const latest = new LatestStore();
     for (const r of await latestPerSlu(pool, cache)) latest.offer(r.formatted.sluId, r.t, r.id, r.formatted);
-    const hub = new Hub();
+    const hub = new Hub((err) => log.error({ err }, 'stream subscriber failed'));
     hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
     feed.on('batch', (batch) => {
       latest.offerAll(batch.readings);

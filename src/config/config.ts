@@ -63,7 +63,7 @@ export const ConfigSchema = z
     LISTEN_RETRY_BASE_MS: int(10, 60_000).default(250),
     LISTEN_RETRY_CAP_MS: int(100, 600_000).default(10_000),
     /** How often the LISTEN connection is checked with a trivial query, ms. Default 5000. */
-    LISTEN_HEALTHCHECK_MS: int(500, 600_000).default(5000),
+    LISTEN_HEALTHCHECK_MS: int(100, 600_000).default(5000),
     /** Most SLUs one WebSocket connection may subscribe to (more: subscribe to all). Default 10000. */
     WS_MAX_SLUS: int(1, 1_000_000).default(10_000),
     /** Unsent bytes a WebSocket client may fall behind before it is closed with 4408. Default 4194304 (4 MiB). */

@@ -16,21 +16,23 @@ const NOT_IN_S = `(r.xid >= pg_snapshot_xmax($1::pg_snapshot) or r.xid = any(arr
  * must page with catchUpPage (the new snapshot is then the bound).
  */
 export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, limit: number): Promise<{ snapshot: Snapshot; rows: StreamRow[]; complete: boolean }> {
-  const res = await db.query<[string | null, ...StreamRow]>({
+  // The snapshot must come from the very statement that reads the rows (pg_current_snapshot() is the
+  // statement's own snapshot): taken in a second query it could include commits this read did not see. The
+  // left join keeps one row, carrying the snapshot, when nothing is new.
+  const res = await db.query<[string, ...StreamRow]>({
     name: 'sluice_since',
     rowMode: 'array',
-    text: `select (select pg_current_snapshot()::text), ${STREAM_COLUMNS}
-           from slu_reading r where ${NOT_IN_S}
-           order by r.xid, r.id limit $2`,
+    text: `select s.snap, r.* from (select pg_current_snapshot()::text as snap) s
+           left join lateral (
+             select ${STREAM_COLUMNS} from slu_reading r where ${NOT_IN_S} order by r.xid, r.id limit $2
+           ) r on true`,
     values: [formatSnapshot(since), limit + 1],
   });
-  let snapText: string | null | undefined = res.rows[0]?.[0];
-  if (snapText === undefined) {
-    snapText = (await db.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0]?.s;
-  }
-  const snapshot = parseSnapshot(snapText ?? '');
+  const snapText = res.rows[0]?.[0] ?? '';
+  const snapshot = parseSnapshot(snapText);
   if (!snapshot) throw new Error(`unexpected snapshot text from PostgreSQL: ${snapText}`);
-  const rows = res.rows.map((r) => r.slice(1) as unknown as StreamRow);
+  const rows: StreamRow[] = [];
+  for (const r of res.rows) if (r[15] !== null) rows.push(r.slice(1) as unknown as StreamRow);
   return rows.length > limit ? { snapshot, rows: rows.slice(0, limit), complete: false } : { snapshot, rows, complete: true };
 }
 

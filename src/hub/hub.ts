@@ -22,6 +22,9 @@ export interface Subscriber {
  * for every all-subscriber. Subscribers of other SLUs are never touched.
  */
 export class Hub {
+  /** @param onSubscriberError called when one subscriber's handler throws; the others are unaffected. */
+  constructor(private readonly onSubscriberError: (err: unknown) => void = () => undefined) {}
+
   private readonly bySlu = new Map<number, Set<Subscriber>>();
   private readonly all = new Set<Subscriber>();
   private readonly members = new Set<Subscriber>();
@@ -81,28 +84,25 @@ export class Hub {
     this.stats.batches++;
     const cursorText = encodeCursor(batch.cursor);
     this.cursorText = cursorText;
+    // Decide each subscriber's path once per batch: a slow one may turn fast while handling this very batch,
+    // and must not then get it a second time from the fast path.
     const touched = new Set<Subscriber>();
-    // Slow-path subscribers get the whole batch once.
-    for (const s of this.members) {
-      if (!s.fast) {
-        s.onBatch(batch, cursorText);
-        touched.add(s);
-      }
-    }
+    for (const s of this.members) if (!s.fast) touched.add(s);
+    for (const s of touched) this.guard(() => s.onBatch(batch, cursorText));
     if (batch.readings.length > 0) {
       const per = new Map<Subscriber, string[]>();
       for (const r of batch.readings) {
         const subs = this.bySlu.get(r.sluId);
         if (!subs) continue;
         for (const s of subs) {
-          if (!s.fast) continue;
+          if (touched.has(s) || !s.fast) continue;
           const list = per.get(s);
           if (list) list.push(r.json);
           else per.set(s, [r.json]);
         }
       }
       for (const [s, list] of per) {
-        s.sendFrame(readingsFrame(list, cursorText), cursorText);
+        this.guard(() => s.sendFrame(readingsFrame(list, cursorText), cursorText));
         touched.add(s);
         this.stats.framesSent++;
         this.stats.readingsOut += list.length;
@@ -110,15 +110,23 @@ export class Hub {
       if (this.all.size > 0) {
         const frame = readingsFrame(batch.readings.map((r: StreamReading) => r.json), cursorText);
         for (const s of this.all) {
-          if (!s.fast) continue;
-          s.sendFrame(frame, cursorText);
+          if (touched.has(s) || !s.fast) continue;
+          this.guard(() => s.sendFrame(frame, cursorText));
           touched.add(s);
           this.stats.framesSent++;
           this.stats.readingsOut += batch.readings.length;
         }
       }
     }
-    for (const s of this.members) if (!touched.has(s)) s.onIdle(cursorText);
+    for (const s of this.members) if (!touched.has(s)) this.guard(() => s.onIdle(cursorText));
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.onSubscriberError(err);
+    }
   }
 
   /** Every subscriber, e.g. to close them all on shutdown. */

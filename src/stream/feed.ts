@@ -63,6 +63,7 @@ export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamRead
  */
 export class Feed extends EventEmitter<FeedEvents> {
   private snap: Snapshot | undefined;
+  private paging: { from: Snapshot; q: Snapshot; after: [number, number] } | undefined;
   private running = false;
   private dirty = false;
   private closed = false;
@@ -139,32 +140,48 @@ export class Feed extends EventEmitter<FeedEvents> {
   }
 
   private async readOnce(): Promise<void> {
-    const from = this.snapshot;
     this.stats.polls++;
+    if (this.paging) return this.finishPaging(this.paging);
+    const from = this.snapshot;
     const first = await readSince(this.pool, from, this.opts.pageRows);
     if (first.complete) {
       this.snap = first.snapshot;
       this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
       return;
     }
-    // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q.
-    const q = first.snapshot;
-    let rows = first.rows;
+    // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q. Progress is
+    // kept in `paging`, so a read that fails halfway resumes after the last delivered page, not from the start.
+    const last = first.rows.at(-1) as StreamRow;
+    const state = { from, q: first.snapshot, after: [Number(last[15]), Number(last[14])] as [number, number] };
+    this.paging = state;
+    this.deliver(first.rows, { kind: 'paging', s: from, q: state.q, xid: state.after[0], id: state.after[1] });
+    await this.finishPaging(state);
+  }
+
+  private async finishPaging(state: { from: Snapshot; q: Snapshot; after: [number, number] }): Promise<void> {
     for (;;) {
+      const rows = await catchUpPage(this.pool, { since: state.from, upto: state.q, after: state.after, sluIds: null, limit: this.opts.pageRows });
+      if (rows.length < this.opts.pageRows) {
+        this.paging = undefined;
+        this.snap = state.q;
+        this.deliver(rows, { kind: 'settled', s: state.q }, state.q);
+        return;
+      }
       const last = rows.at(-1) as StreamRow;
-      const after: [number, number] = [Number(last[15]), Number(last[14])];
-      this.deliver(rows, { kind: 'paging', s: from, q, xid: after[0], id: after[1] });
-      rows = await catchUpPage(this.pool, { since: from, upto: q, after, sluIds: null, limit: this.opts.pageRows });
-      if (rows.length < this.opts.pageRows) break;
+      state.after = [Number(last[15]), Number(last[14])];
+      this.deliver(rows, { kind: 'paging', s: state.from, q: state.q, xid: state.after[0], id: state.after[1] });
     }
-    this.snap = q;
-    this.deliver(rows, { kind: 'settled', s: q }, q);
   }
 
   private deliver(rows: readonly StreamRow[], cursor: Cursor, snapshot?: Snapshot): void {
     const readings = rows.map((r) => toStreamReading(r, this.cache));
     this.stats.rows += readings.length;
-    this.emit('batch', snapshot ? { readings, cursor, snapshot } : { readings, cursor });
+    try {
+      this.emit('batch', snapshot ? { readings, cursor, snapshot } : { readings, cursor });
+    } catch (err) {
+      // A consumer's bug is not a read failure: the position has advanced and re-reading would duplicate.
+      this.log.error({ err }, 'batch consumer failed');
+    }
   }
 
   close(): void {

@@ -33,5 +33,9 @@ export async function startTestGateway(
     },
   });
   const gateway = await createGateway(config, createLogger(config.LOG_LEVEL, sink));
+  if (process.env.SLUICE_TEST_LOGS) {
+    const dump = setInterval(() => { for (const l of logs.splice(0)) if ((l.level as number) >= 40) console.error(JSON.stringify(l).slice(0, 800)); }, 200);
+    dump.unref();
+  }
   return { gateway, config, logs };
 }
