@@ -6,8 +6,18 @@ import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot
 export type StreamRow = [...ReadingRow, string, string];
 const STREAM_COLUMNS = `${READING_COLUMNS}, r.id::text, r.xid::text`;
 
-/** Rows not visible in $1 (= xid >= xmax or xid in xip), as an index-friendly predicate on (xid, id). */
-const NOT_IN_S = `(r.xid >= pg_snapshot_xmax($1::pg_snapshot) or r.xid = any(array(select pg_snapshot_xip($1::pg_snapshot))))`;
+/**
+ * "Rows not visible in snapshot S" = xid >= xmax(S) or xid in xip(S). Every such xid is >= lowestUnseen(S), so
+ * that bound is given as a plain value: the planner then walks slu_reading_xid_idx from it (a handful of
+ * recent entries) instead of guessing at an opaque function of a parameter, which at 10 million rows chose a
+ * full scan. These statements are unnamed, so each is planned with its actual values.
+ */
+const NOT_IN_S = `r.xid >= $1::xid8 and (r.xid >= $2::xid8 or r.xid = any($3::xid8[]))`;
+
+function notInParams(s: Snapshot): [string, string, string[]] {
+  const lowest = s.xip.length > 0 ? (s.xip[0] as number) : s.xmax;
+  return [String(lowest), String(s.xmax), s.xip.map(String)];
+}
 
 /**
  * Everything committed since snapshot `since`, up to the statement's own snapshot, which is returned as the
@@ -20,13 +30,12 @@ export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, li
   // statement's own snapshot): taken in a second query it could include commits this read did not see. The
   // left join keeps one row, carrying the snapshot, when nothing is new.
   const res = await db.query<[string, ...StreamRow]>({
-    name: 'sluice_since',
     rowMode: 'array',
     text: `select s.snap, r.* from (select pg_current_snapshot()::text as snap) s
            left join lateral (
-             select ${STREAM_COLUMNS} from slu_reading r where ${NOT_IN_S} order by r.xid, r.id limit $2
+             select ${STREAM_COLUMNS} from slu_reading r where ${NOT_IN_S} order by r.xid, r.id limit $4
            ) r on true`,
-    values: [formatSnapshot(since), limit + 1],
+    values: [...notInParams(since), limit + 1],
   });
   const snapText = res.rows[0]?.[0] ?? '';
   const snapshot = parseSnapshot(snapText);
@@ -45,15 +54,14 @@ export async function catchUpPage(
   q: { since: Snapshot; upto: Snapshot; after: readonly [number, number]; sluIds: readonly number[] | null; limit: number },
 ): Promise<StreamRow[]> {
   const res = await db.query<StreamRow>({
-    name: q.sluIds ? 'sluice_catchup_slus' : 'sluice_catchup_all',
     rowMode: 'array',
     text: `select ${STREAM_COLUMNS} from slu_reading r
            where ${NOT_IN_S}
-             and pg_visible_in_snapshot(r.xid, $2::pg_snapshot)
-             and (r.xid, r.id) > ($3::xid8, $4::bigint)
-             ${q.sluIds ? 'and r.slu_id = any($6::int[])' : ''}
-           order by r.xid, r.id limit $5`,
-    values: [formatSnapshot(q.since), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit, ...(q.sluIds ? [q.sluIds] : [])],
+             and r.xid < $4::xid8 and pg_visible_in_snapshot(r.xid, $5::pg_snapshot)
+             and (r.xid, r.id) > ($6::xid8, $7::bigint)
+             ${q.sluIds ? 'and r.slu_id = any($9::int[])' : ''}
+           order by r.xid, r.id limit $8`,
+    values: [...notInParams(q.since), String(q.upto.xmax), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit, ...(q.sluIds ? [q.sluIds] : [])],
   });
   return res.rows;
 }
