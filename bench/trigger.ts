@@ -1,0 +1,61 @@
+// npm run bench:trigger — what the NOTIFY trigger costs writers: no trigger (the raw limit), the statement-level
+// wake-up sluice uses, a per-row trigger with a JSON payload, and a statement-level trigger with a transition
+// table. Bulk (1,000-row statements) and single-row inserts, in scratch tables of the benchmark database.
+import { benchDatabase } from './lib/bench-db.ts';
+import { fmt, printTable } from './lib/stats.ts';
+
+const BULK_STATEMENTS = Number(process.env.BENCH_BULK_STATEMENTS ?? 100);
+const BULK_ROWS = 1000;
+const SINGLE = Number(process.env.BENCH_SINGLE_ROWS ?? 3000);
+
+const { pool, embedded } = await benchDatabase();
+const variants: Array<{ name: string; ddl: string }> = [
+  { name: 'no trigger (raw limit)', ddl: '' },
+  {
+    name: 'statement-level wake-up (sluice)',
+    ddl: `create trigger t after insert on bt for each statement execute function sluice_notify_reading()`,
+  },
+  {
+    name: 'per-row, JSON payload',
+    ddl: `create function bt_row() returns trigger language plpgsql as $$ begin
+            perform pg_notify('bench_row', json_build_object('id', new.id, 'slu_id', new.slu_id)::text); return null; end $$;
+          create trigger t after insert on bt for each row execute function bt_row()`,
+  },
+  {
+    name: 'statement-level, transition table',
+    ddl: `create function bt_stmt() returns trigger language plpgsql as $$ begin
+            perform pg_notify('bench_stmt', (select json_build_object('n', count(*), 'max_id', max(id))::text from new_rows)); return null; end $$;
+          create trigger t after insert on bt referencing new table as new_rows for each statement execute function bt_stmt()`,
+  },
+];
+
+const insertBulk = `insert into bt (slu_id, p1, k1, a1, v1, v2, v3) select (random() * 1000)::int, random(), random() * 1000, random() * 50, 230, 231, 229 from generate_series(1, ${BULK_ROWS})`;
+const results: Array<[string, number, number]> = [];
+const client = await pool.connect();
+try {
+  for (const v of variants) {
+    await client.query('drop schema if exists bench_trigger cascade; create schema bench_trigger');
+    await client.query('set search_path = bench_trigger, public');
+    await client.query('create table bt (like public.slu_reading including all)'); // same defaults, identity and indexes
+    if (v.ddl) await client.query(v.ddl);
+    await client.query(insertBulk); // warm up
+    let t0 = performance.now();
+    for (let i = 0; i < BULK_STATEMENTS; i++) await client.query(insertBulk);
+    const bulkRate = (BULK_STATEMENTS * BULK_ROWS) / ((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    for (let i = 0; i < SINGLE; i++) await client.query('insert into bt (slu_id, p1, v1) values ($1, 0.9, 230)', [i % 1000]);
+    const singleRate = SINGLE / ((performance.now() - t0) / 1000);
+    results.push([v.name, bulkRate, singleRate]);
+    await client.query('reset search_path');
+  }
+  await client.query('drop schema if exists bench_trigger cascade');
+} finally {
+  client.release();
+}
+const [, rawBulk, rawSingle] = results[0] as [string, number, number];
+printTable(
+  ['trigger', 'bulk rows/s (1,000/statement)', 'vs raw', 'single-row inserts/s', 'vs raw'],
+  results.map(([n, b, s]) => [n, fmt(b, 0), `${fmt((b / rawBulk) * 100, 0)}%`, fmt(s, 0), `${fmt((s / rawSingle) * 100, 0)}%`]),
+);
+await pool.end();
+await embedded?.close();
