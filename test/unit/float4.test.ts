@@ -13,7 +13,7 @@ describe('formatFloat4 (legacy %.9g of a float4)', () => {
   });
 
   it('prints every value of the partner API document the same way (its two typos aside)', () => {
-    const doc = readFileSync(new URL('../../../shared/seed/partner-api.md', import.meta.url), 'utf8').replace(/\s+/g, '');
+    const doc = readFileSync(new URL('../fixtures/partner-api.md', import.meta.url), 'utf8').replace(/\s+/g, '');
     const values = [...new Set([...doc.matchAll(/"[pka][123]":"([0-9.]+)"/g)].map((m) => m[1] as string))];
     // "0.99599992" is not the %.9g of any float4 (neighbours print 0.995999932 / 0.995999873): a digit was lost
     // when the document was written. Everything else must round-trip exactly.
