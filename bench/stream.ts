@@ -1,0 +1,201 @@
+// npm run bench:stream — the live stream against its raw limits, measured in one run on this machine:
+//  (a) a bare pg client's LISTEN: notifications received per second, and NOTIFY -> receive latency;
+//  (b) a bare ws broadcast of pre-serialised readings over the same mTLS to the same number of clients;
+//  (c) sluice end to end: commit -> client latency at a fixed rate, and the highest ingest with zero loss.
+// Defaults follow the issue (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables.
+import { spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { createCa, issueCert } from '../src/tls/certificates.ts';
+import { benchDatabase } from './lib/bench-db.ts';
+import { fmt, printTable, summary } from './lib/stats.ts';
+
+const SUBS = Number(process.env.BENCH_SUBSCRIBERS ?? 1000);
+const SLUS = Number(process.env.BENCH_SLUS ?? 1000);
+const RATE = Number(process.env.BENCH_RATE ?? 10_000);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
+const SLU_BASE = 5_000_000; // SLU ids of this benchmark, away from bench:rest's
+
+const { url, pool, embedded } = await benchDatabase();
+const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-stream-'));
+const ca = await createCa();
+const server = await issueCert({ ca, cn: 'localhost', kind: 'server', sans: ['localhost', '127.0.0.1'] });
+const client = await issueCert({ ca, cn: 'bench', kind: 'client' });
+await writeFile(`${dir}/ca.crt`, ca.certPem);
+await writeFile(`${dir}/server.crt`, server.certPem);
+await writeFile(`${dir}/server.key`, server.keyPem);
+const reading = `{"p1": "0.944000006", "p2": "0.916000009", "p3": "0.930000007", "k1": "56468.7031", "k2": "33536.7578", "k3": "40628.2188", "a1": "16.6000004", "a2": "8.5", "a3": "8.10000038", "t": "2023-03-01 08:38:08.489041", "slu_id": 5, "v1": 232, "v2": 229, "v3": 232}`;
+
+// ---------- (a) raw LISTEN
+async function rawListen() {
+  const listener = new pg.Client({ connectionString: url });
+  await listener.connect();
+  await listener.query('listen bench_raw');
+  const sender = new pg.Client({ connectionString: url });
+  await sender.connect();
+  const lat: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const got = new Promise<void>((r) => listener.once('notification', () => r()));
+    const t0 = performance.now();
+    await sender.query(`select pg_notify('bench_raw', 'x')`);
+    await got;
+    lat.push(performance.now() - t0);
+  }
+  let received = 0;
+  listener.on('notification', () => received++);
+  const end = Date.now() + 3000;
+  let sent = 0;
+  while (Date.now() < end) {
+    await sender.query(`select pg_notify('bench_raw', $1) from generate_series(1, 100)`, [String(sent)]);
+    sent += 1; // identical payloads in one statement fold into one notification
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  await listener.end();
+  await sender.end();
+  return { latency: summary(lat), perSec: received / 3 };
+}
+
+// ---------- (b) raw broadcast over the same mTLS
+function connectClients(port: number, queryOf: (i: number) => string, onFrame: (i: number, data: Buffer) => void): Promise<WebSocket[]> {
+  return Promise.all(
+    Array.from({ length: SUBS }, (_, i) => new Promise<WebSocket>((resolve, reject) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}${queryOf(i)}`, { ca: ca.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } as WebSocket.ClientOptions);
+      ws.on('message', (d) => onFrame(i, d as Buffer));
+      ws.once('open', () => resolve(ws));
+      ws.once('error', reject);
+    })),
+  );
+}
+
+async function rawBroadcast() {
+  const perFrame = Math.max(1, Math.round(RATE / SLUS / 10)); // readings a subscriber gets per tick at RATE
+  const frame = `{"type":"readings","readings":[${Array(perFrame).fill(reading).join(',')}],"cursor":"c1.x"}`;
+  const w = new Worker(new URL('./lib/raw-broadcast.mjs', import.meta.url), {
+    workerData: { tls: { ca: ca.certPem, cert: server.certPem, key: server.keyPem }, frame, durationMs: 5000 },
+  });
+  const port = await new Promise<number>((r) => w.once('message', (m: { port: number }) => r(m.port)));
+  let frames = 0;
+  const clients = await connectClients(port, () => '/', () => frames++);
+  const t0 = Date.now();
+  w.postMessage('go');
+  await new Promise((r) => w.once('message', r));
+  const secs = (Date.now() - t0) / 1000;
+  for (const c of clients) c.terminate();
+  await w.terminate();
+  return { readingsPerSec: (frames * perFrame) / secs, framesPerSec: frames / secs };
+}
+
+// ---------- (c) sluice end to end
+async function sluice() {
+  const port = 19443 + Math.floor(Math.random() * 500);
+  const gw = spawn(process.execPath, ['--import', 'tsx', 'src/cli/serve.ts'], {
+    env: { ...process.env, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${dir}/ca.crt`, TLS_CERT: `${dir}/server.crt`, TLS_KEY: `${dir}/server.key`, TLS_DEV_CERTS: 'false', LOG_LEVEL: 'warn', SLUICE_BANNER: '0', OPS_PORT: '0' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitForPort(port);
+  const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
+  const lat: number[] = [];
+  let delivered = 0;
+  const seen = new Set<number>();
+  let dups = 0;
+  const clients = await connectClients(port, (i) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`, (i, data) => {
+    const now = performance.now();
+    const f = JSON.parse(String(data)) as { type: string; readings?: Array<{ v1: number; v2: number }> };
+    if (f.type !== 'readings') return;
+    for (const r of f.readings ?? []) {
+      delivered++;
+      const key = r.v2 * 100_000 + i; // reading id within the run x subscriber
+      if (seen.has(key)) dups++;
+      seen.add(key);
+      const c = commitAt.get(r.v1);
+      if (c !== undefined) lat.push(now - c);
+    }
+  });
+  const writer = new pg.Pool({ connectionString: url, max: 4 });
+  // Fixed rate: a statement every 10 ms with RATE/100 readings spread over the SLUs.
+  const perTick = Math.max(1, Math.round(RATE / 100));
+  let batch = 0;
+  let readingNo = 0;
+  let expected = 0;
+  const end = Date.now() + DURATION_MS;
+  const inflight: Array<Promise<unknown>> = [];
+  while (Date.now() < end) {
+    const tickStart = Date.now();
+    const b = ++batch;
+    const first = readingNo;
+    readingNo += perTick;
+    inflight.push(
+      writer.query(
+        `insert into slu_reading (slu_id, p1, k1, a1, v1, v2, v3) select $1 + (n % $2), 0.95, 1000, 16.6, $3, n, 230 from generate_series($4::int, $5::int) n`,
+        [SLU_BASE, SLUS, b, first, first + perTick - 1],
+      ).then(() => commitAt.set(b, performance.now())),
+    );
+    expected += perTick * Math.max(1, Math.floor(SUBS / SLUS));
+    const wait = 10 - (Date.now() - tickStart);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  await Promise.all(inflight);
+  const settle = Date.now() + 5000;
+  while (delivered < expected && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
+  const rateResult = { latency: summary(lat), delivered, expected, dups, rate: (readingNo / DURATION_MS) * 1000 };
+
+  // Ingest: bulk statements as fast as 4 writers go, one all-SLU subscriber counting.
+  let got = 0;
+  const all = new WebSocket(`wss://127.0.0.1:${port}/cityxchange/stream`, { ca: ca.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } as WebSocket.ClientOptions);
+  all.on('message', (d) => {
+    const f = JSON.parse(String(d)) as { type: string; readings?: unknown[] };
+    if (f.type === 'readings') got += f.readings?.length ?? 0;
+  });
+  await new Promise((r) => all.once('open', r));
+  for (const c of clients) c.terminate();
+  let inserted = 0;
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    while (Date.now() - t0 < 5000) {
+      await writer.query(`insert into slu_reading (slu_id, p1, v1) select $1 + (n % $2), 0.9, 1 from generate_series(1, 2000) n`, [SLU_BASE, SLUS]);
+      inserted += 2000;
+    }
+  }));
+  const ingestSecs = (Date.now() - t0) / 1000;
+  const deadline = Date.now() + 20_000;
+  while (got < inserted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  all.terminate();
+  await writer.end();
+  gw.kill('SIGTERM');
+  await new Promise((r) => gw.once('exit', r));
+  return { rateResult, ingest: { perSec: inserted / ingestSecs, inserted, got } };
+}
+
+console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s\n`);
+const a = await rawListen();
+const b = await rawBroadcast();
+const c = await sluice();
+const deliveredPerSec = (c.rateResult.delivered / DURATION_MS) * 1000;
+printTable(
+  ['measure', 'sluice', 'raw limit (same run)', 'ratio', 'target'],
+  [
+    ['commit -> client p50', `${fmt(c.rateResult.latency.p50)} ms`, `NOTIFY -> LISTEN p50 ${fmt(a.latency.p50)} ms`, `${fmt(c.rateResult.latency.p50 / a.latency.p50, 1)}x`, '<= 2 ms'],
+    ['commit -> client p99', `${fmt(c.rateResult.latency.p99)} ms`, `NOTIFY -> LISTEN p99 ${fmt(a.latency.p99)} ms`, `${fmt(c.rateResult.latency.p99 / a.latency.p99, 1)}x`, '<= 10 ms'],
+    ['delivered readings/s', fmt(deliveredPerSec, 0), `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s`, `${fmt((deliveredPerSec / b.readingsPerSec) * 100, 0)}%`, `>= 60% of raw (at ${RATE}/s offered)`],
+    ['ingest with zero loss', `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)`, `LISTEN ${fmt(a.perSec, 0)} notifications/s`, '-', '>= 50,000/s, loss 0'],
+  ],
+);
+console.log(`fixed-rate run: offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
+await pool.end();
+await embedded?.close();
+
+async function waitForPort(p: number): Promise<void> {
+  const { connect } = await import('node:net');
+  for (let i = 0; i < 300; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(p, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('gateway did not start');
+}
