@@ -193,3 +193,23 @@ describe('resume', () => {
     expect(f.closeReason).toMatch(/SLUICE_ERR_CURSOR_INVALID/);
   });
 });
+
+describe('graceful shutdown', () => {
+  it('closes stream clients with 1012 and their cursor resumes on another gateway with nothing lost', async () => {
+    const { gateway: leaving } = await startTestGateway(db.url, pki);
+    const c = connect('slu_id=70', leaving);
+    await c.next('subscribed');
+    const before = readings(70, 3);
+    await insertReadings(db.pool, before);
+    await c.until(() => c.readings.length >= 3, 'readings before shutdown');
+    await leaving.close();
+    await c.closed;
+    expect(c.closeCode).toBe(1012);
+    expect(c.closeReason).toMatch(/SLUICE_ERR_GOING_AWAY/);
+    const during = readings(70, 4); // committed while the client has no gateway
+    await insertReadings(db.pool, during);
+    const r = connect(`slu_id=70&since=${encodeURIComponent(c.cursor as string)}`);
+    await r.until(() => r.readings.length >= 4, 'readings after moving to the other gateway');
+    expect(r.readings.map((x) => x.v1)).toEqual(during.map((x) => x.v1));
+  });
+});
