@@ -1,13 +1,10 @@
 // npm run bench:rest — the partner REST API over mTLS with keep-alive, against the same queries run directly
 // on PostgreSQL in the same run. Seeds SLUS x PER_SLU readings once (default 10,000 x 1,000 = 10 million) into
 // a persistent embedded database under var/bench-pg (or DATABASE_URL).
-import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LATEST_SQL } from '../src/db/latest.ts';
-import { createCa, issueCert } from '../src/tls/certificates.ts';
+import { benchCerts, startGatewayProcess } from './lib/gateway-process.ts';
 import { READING_COLUMNS } from '../src/format/reading.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
@@ -50,19 +47,9 @@ if (have !== SLUS * PER_SLU) {
 const rowCount = SLUS * PER_SLU;
 
 // --- certificates and the gateway in its own process (so the load generator does not share its event loop)
-const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-'));
-const ca = await createCa();
-const server = await issueCert({ ca, cn: 'localhost', kind: 'server', sans: ['localhost', '127.0.0.1'] });
-const client = await issueCert({ ca, cn: 'bench', kind: 'client' });
-await writeFile(`${dir}/ca.crt`, ca.certPem);
-await writeFile(`${dir}/server.crt`, server.certPem);
-await writeFile(`${dir}/server.key`, server.keyPem);
-const port = 18443 + Math.floor(Math.random() * 1000);
-const gw = spawn(process.execPath, ['--import', 'tsx', 'src/cli/serve.ts'], {
-  env: { ...process.env, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${dir}/ca.crt`, TLS_CERT: `${dir}/server.crt`, TLS_KEY: `${dir}/server.key`, TLS_DEV_CERTS: 'false', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', SLUICE_BANNER: '0', PG_POOL_MAX: '8' },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-await waitForPort(port);
+const { ca, client, dir } = await benchCerts();
+const gateway = await startGatewayProcess(url, dir, { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', PG_POOL_MAX: '8' });
+const port = gateway.port;
 
 async function load(paths: string[], concurrency: number, durationMs: number, workers = 1) {
   const results = await Promise.all(
@@ -138,22 +125,6 @@ printTable(
 );
 console.log(`errors: latest ${latest.errors}, rows ${rows.errors}, time ${time.errors}; /latest body ${(latest.bytes / Math.max(1, latest.n) / 1024).toFixed(0)} KiB`);
 
-gw.kill('SIGTERM');
-await new Promise((r) => gw.once('exit', r));
+await gateway.stop();
 await pool.end();
 await embedded?.close();
-
-async function waitForPort(p: number): Promise<void> {
-  const { connect } = await import('node:net');
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(p, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('gateway did not start');
-}

@@ -3,14 +3,12 @@
 //  (b) a bare ws broadcast of pre-serialised readings over the same mTLS to the same number of clients;
 //  (c) sluice end to end: commit -> client latency at a fixed rate, and the highest ingest with zero loss.
 // Defaults follow the issue (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables.
-import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { createCa, issueCert } from '../src/tls/certificates.ts';
+import { benchCerts, startGatewayProcess } from './lib/gateway-process.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
@@ -21,13 +19,8 @@ const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
 const SLU_BASE = 5_000_000; // SLU ids of this benchmark, away from bench:rest's
 
 const { url, pool, embedded } = await benchDatabase();
-const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-stream-'));
-const ca = await createCa();
-const server = await issueCert({ ca, cn: 'localhost', kind: 'server', sans: ['localhost', '127.0.0.1'] });
-const client = await issueCert({ ca, cn: 'bench', kind: 'client' });
-await writeFile(`${dir}/ca.crt`, ca.certPem);
-await writeFile(`${dir}/server.crt`, server.certPem);
-await writeFile(`${dir}/server.key`, server.keyPem);
+const { ca, client, dir } = await benchCerts();
+const server = { certPem: await readFile(`${dir}/server.crt`, 'utf8'), keyPem: await readFile(`${dir}/server.key`, 'utf8') };
 const reading = `{"p1": "0.944000006", "p2": "0.916000009", "p3": "0.930000007", "k1": "56468.7031", "k2": "33536.7578", "k3": "40628.2188", "a1": "16.6000004", "a2": "8.5", "a3": "8.10000038", "t": "2023-03-01 08:38:08.489041", "slu_id": 5, "v1": 232, "v2": 229, "v3": 232}`;
 
 // ---------- (a) raw LISTEN
@@ -91,12 +84,8 @@ async function rawBroadcast() {
 
 // ---------- (c) sluice end to end
 async function sluice() {
-  const port = 19443 + Math.floor(Math.random() * 500);
-  const gw = spawn(process.execPath, ['--import', 'tsx', 'src/cli/serve.ts'], {
-    env: { ...process.env, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${dir}/ca.crt`, TLS_CERT: `${dir}/server.crt`, TLS_KEY: `${dir}/server.key`, TLS_DEV_CERTS: 'false', LOG_LEVEL: 'warn', SLUICE_BANNER: '0', OPS_PORT: '0' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  await waitForPort(port);
+  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn' });
+  const port = gw.port;
   const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
   const lat: number[] = [];
   let delivered = 0;
@@ -165,8 +154,7 @@ async function sluice() {
   while (got < inserted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   all.terminate();
   await writer.end();
-  gw.kill('SIGTERM');
-  await new Promise((r) => gw.once('exit', r));
+  await gw.stop();
   return { rateResult, ingest: { perSec: inserted / ingestSecs, inserted, got } };
 }
 
@@ -187,15 +175,3 @@ printTable(
 console.log(`fixed-rate run: offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
 await pool.end();
 await embedded?.close();
-
-async function waitForPort(p: number): Promise<void> {
-  const { connect } = await import('node:net');
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(p, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('gateway did not start');
-}

@@ -1,0 +1,49 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createCa, issueCert, type CertAndKey } from '../../src/tls/certificates.ts';
+
+/** A throwaway CA, server certificate (files, for the gateway) and one partner certificate (for clients). */
+export async function benchCerts(): Promise<{ dir: string; ca: CertAndKey; client: CertAndKey }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-'));
+  const ca = await createCa();
+  const server = await issueCert({ ca, cn: 'localhost', kind: 'server', sans: ['localhost', '127.0.0.1'] });
+  const client = await issueCert({ ca, cn: 'bench', kind: 'client' });
+  await writeFile(`${dir}/ca.crt`, ca.certPem);
+  await writeFile(`${dir}/server.crt`, server.certPem);
+  await writeFile(`${dir}/server.key`, server.keyPem);
+  return { dir, ca, client };
+}
+
+/**
+ * Runs the gateway (`src/cli/serve.ts`) in its own process, so the benchmark's clients do not share its event
+ * loop, and resolves once its port accepts connections. `stop()` sends SIGTERM and waits for the exit.
+ */
+export async function startGatewayProcess(databaseUrl: string, certDir: string, env: Record<string, string> = {}): Promise<{ port: number; process: ChildProcess; stop(): Promise<void> }> {
+  const port = 18443 + Math.floor(Math.random() * 2000);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/serve.ts'], {
+    env: {
+      ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${certDir}/ca.crt`,
+      TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: '0', ...env,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (i > 300 || child.exitCode !== null) throw new Error('gateway did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    port,
+    process: child,
+    stop: async () => {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
