@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { ErrorCodes, SluiceError, toSluiceError } from '../errors.ts';
+import { SluiceError, toSluiceError } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
@@ -98,4 +98,3 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
   return app;
 }
 
-export { ErrorCodes };

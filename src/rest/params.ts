@@ -1,4 +1,4 @@
-import { paramError, type ParamProblem, SluiceError } from '../errors.ts';
+import { paramError, type ParamProblem } from '../errors.ts';
 import type { PageMark } from '../db/range.ts';
 
 /** Largest `cnt` for /rows and rows per /time page: the legacy API's documented limit. */
@@ -95,4 +95,3 @@ export function decodePageMark(s: string): PageMark | undefined {
   return { t, id: m[2] as string };
 }
 
-export { SluiceError };
