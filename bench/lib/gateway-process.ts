@@ -23,7 +23,9 @@ export async function benchCerts(): Promise<{ dir: string; ca: CertAndKey; clien
  */
 export async function startGatewayProcess(databaseUrl: string, certDir: string, env: Record<string, string> = {}): Promise<{ port: number; process: ChildProcess; stop(): Promise<void> }> {
   const port = 18443 + Math.floor(Math.random() * 2000);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/serve.ts'], {
+  // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=var/prof", profiles the gateway alone.
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/serve.ts'], {
     env: {
       ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${certDir}/ca.crt`,
       TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: '0', ...env,

@@ -5,7 +5,7 @@ import { readingsByIdAligned } from './readings-by-id.ts';
 
 /**
  * The loose index scan behind latestPerSlu: one index descent to find each next slu_id and one to find its
- * newest reading's id, both index-only (id is in slu_reading_slu_t_idx), so the cost grows with the number of
+ * newest reading's id, both index-only (id is in slu_reading_slu_t_cover_idx), so the cost grows with the number of
  * SLUs, not rows, and writers pay nothing (a maintained latest table would make concurrent writers of one SLU
  * queue on its row lock).
  */
