@@ -12,6 +12,20 @@ export const ErrorCodes = {
   SLUICE_ERR_METHOD: { status: 405, wsClose: 0, message: 'method not allowed' },
   /** No usable client certificate on the connection (HTTP 401). */
   SLUICE_ERR_NO_CLIENT_CERT: { status: 401, wsClose: 4401, message: 'a valid client certificate is required' },
+  /** A valid certificate whose partner has no grant at all (HTTP 403; WebSocket upgrade 403, or close 4403 when the last grant is revoked while connected). */
+  SLUICE_ERR_NO_GRANTS: { status: 403, wsClose: 4403, message: 'this partner has no access to any SLU' },
+  /** An SLU the partner is not granted (HTTP 403 on /rows and /time; an error frame on the stream, no data). */
+  SLUICE_ERR_SLU_FORBIDDEN: { status: 403, wsClose: 4403, message: 'not granted for this SLU' },
+  /** A grant was revoked while connected: the stream stops for those SLUs (error frame listing them). */
+  SLUICE_ERR_GRANT_REVOKED: { status: 403, wsClose: 4403, message: 'grant revoked' },
+  /** The client certificate was revoked (listed in TLS_CRL): HTTP 401, live streams closed with 4401. */
+  SLUICE_ERR_CERT_REVOKED: { status: 401, wsClose: 4401, message: 'client certificate revoked' },
+  /** Too many REST requests from this partner (HTTP 429 with Retry-After). */
+  SLUICE_ERR_RATE_LIMITED: { status: 429, wsClose: 0, message: 'rate limit exceeded' },
+  /** The partner already has its maximum of concurrent stream connections (upgrade refused with HTTP 429). */
+  SLUICE_ERR_PARTNER_CONNECTIONS: { status: 429, wsClose: 4429, message: 'too many connections for this partner' },
+  /** The gateway is at its global connection cap (upgrade refused with HTTP 503 and Retry-After). */
+  SLUICE_ERR_SERVER_FULL: { status: 503, wsClose: 1013, message: 'gateway at capacity, retry later or elsewhere' },
   /** PostgreSQL cannot be reached or did not answer in time (HTTP 503, WebSocket 1013 try again later). */
   SLUICE_ERR_DB_UNAVAILABLE: { status: 503, wsClose: 1013, message: 'database unavailable, retry later' },
   /** Anything unexpected; details are logged, never sent (HTTP 500, WebSocket 1011). */
@@ -51,6 +65,17 @@ export class SluiceError extends Error {
     this.wsClose = ErrorCodes[code].wsClose;
     this.details = details;
   }
+}
+
+export const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  410: 'Gone', 413: 'Payload Too Large', 414: 'URI Too Long', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** The JSON error body every endpoint uses: fastify's shape plus the catalogue code and details. */
+export function errorBody(err: SluiceError): Record<string, unknown> {
+  return { statusCode: err.status, code: err.code, error: STATUS_TEXT[err.status] ?? 'Error', message: err.message, ...err.details };
 }
 
 /** A 400 naming the offending query parameter. */

@@ -11,6 +11,9 @@ import { ReadingCache } from './format/reading-cache.ts';
 import { Hub } from './hub/hub.ts';
 import { LatestStore } from './hub/latest-store.ts';
 import { Listener } from './listen/listener.ts';
+import { Grants } from './access/grants.ts';
+import { grant } from './access/grant-store.ts';
+import { DEMO_PARTNER } from './tls/certificates.ts';
 import type { Logger } from './log.ts';
 import { startOpsServer } from './ops/ops-server.ts';
 import { buildRestApp } from './rest/app.ts';
@@ -34,6 +37,7 @@ export interface Gateway {
   readonly feed: Feed;
   readonly hub: Hub;
   readonly listener: Listener;
+  readonly grants: Grants;
   readonly stream: StreamServer;
   /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
@@ -95,8 +99,13 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       { connectionString: databaseUrl, retryBaseMs: config.LISTEN_RETRY_BASE_MS, retryCapMs: config.LISTEN_RETRY_CAP_MS, healthCheckMs: config.LISTEN_HEALTHCHECK_MS },
       log,
     );
+    const grants = new Grants(pool, log);
     listener.on('notify', () => feed.wake());
-    listener.on('listening', () => feed.wake()); // catch up on whatever committed while LISTEN was down
+    listener.on('grant', (partner) => grants.changed(partner));
+    listener.on('listening', () => {
+      feed.wake(); // catch up on whatever committed while LISTEN was down
+      grants.changed(); // and reload grants: their notifications may have been missed too
+    });
     await listener.start();
     closers.push(() => listener.close());
 
@@ -104,6 +113,11 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     if (config.TLS_DEV_CERTS && !(existsSync(paths.ca) && existsSync(paths.cert) && existsSync(paths.key))) {
       const written = await ensureDevCerts(paths);
       if (written.length) log.warn({ written }, 'created development certificates (not for production)');
+      if (written.some((f) => f.endsWith(`${DEMO_PARTNER}.crt`))) {
+        // So the printed curl command works on first run; a real partner is granted with `npm run partners`.
+        await grant(pool, DEMO_PARTNER, null);
+        log.warn({ partner: DEMO_PARTNER }, 'granted the demo partner every SLU (development certificates)');
+      }
     }
 
     const app = buildRestApp({
@@ -113,9 +127,10 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       https: tlsServerOptions({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY }),
       timeMaxRows: config.TIME_MAX_ROWS,
       cache,
-      latest: async () => {
+      grants,
+      latest: async (access) => {
         await feed.sync();
-        return latest.json();
+        return access.all ? latest.json() : latest.jsonFor(access.slus);
       },
     });
     await app.ready();
@@ -124,12 +139,15 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hub,
       pool,
       cache,
+      grants,
       log,
       opts: {
         path: `${config.BASE_PATH}/stream`,
         maxPayloadBytes: config.WS_MAX_PAYLOAD_BYTES,
         heartbeatMs: config.WS_HEARTBEAT_MS,
         maxSlus: config.WS_MAX_SLUS,
+        maxConnections: config.WS_MAX_CONNECTIONS,
+        maxConnectionsPerPartner: config.WS_MAX_CONNECTIONS_PER_PARTNER,
         maxBufferBytes: config.WS_MAX_BUFFER_BYTES,
         catchUpPageRows: config.FEED_PAGE_ROWS,
         maxBadMessages: 20,
@@ -173,6 +191,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hub,
       listener,
       stream,
+      grants,
       close: closeAll,
     };
   } catch (err) {

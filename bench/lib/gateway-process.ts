@@ -3,6 +3,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
+import { grant } from '../../src/access/grant-store.ts';
+import { migrate } from '../../src/db/migrate.ts';
 import { createCa, issueCert, type CertAndKey } from '../../src/tls/certificates.ts';
 
 /** A throwaway CA, server certificate (files, for the gateway) and one partner certificate (for clients). */
@@ -25,10 +28,18 @@ export async function startGatewayProcess(databaseUrl: string, certDir: string, 
   const port = 18443 + Math.floor(Math.random() * 2000);
   // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=var/prof", profiles the gateway alone.
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // The benchmark partner ('bench') may read every SLU; rate limits would measure themselves, so they are off.
+  const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    await migrate(db);
+    await grant(db, 'bench', null);
+  } finally {
+    await db.end();
+  }
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/serve.ts'], {
     env: {
       ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${certDir}/ca.crt`,
-      TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: '0', ...env,
+      TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: '0', REST_RATE_LIMIT: '0', ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

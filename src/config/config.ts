@@ -31,6 +31,12 @@ export const ConfigSchema = z
     TLS_CERT: z.string().min(1).default('certs/server.crt'),
     /** Server private key (PEM). Default certs/server.key. */
     TLS_KEY: z.string().min(1).default('certs/server.key'),
+    /** Certificate revocation list (PEM) checked at every handshake and request; reloaded with the certificates. Unset: none. */
+    TLS_CRL: z.string().min(1).optional(),
+    /** Reload CA, certificate, key and CRL when their files change (SIGHUP always reloads). Default true. */
+    TLS_WATCH: bool.default(true),
+    /** Warn in the log this many days before the server certificate expires (at start, reload and daily). Default 14. */
+    TLS_EXPIRY_WARN_DAYS: int(0, 3650).default(14),
     /** Create a dev CA, server and demo-partner certificate when the TLS files are missing. Default true. */
     TLS_DEV_CERTS: bool.default(true),
     /** pino level: fatal, error, warn, info, debug, trace, silent. Default info. */
@@ -64,6 +70,14 @@ export const ConfigSchema = z
     LISTEN_RETRY_CAP_MS: int(100, 600_000).default(10_000),
     /** How often the LISTEN connection is checked with a trivial query, ms. Default 5000. */
     LISTEN_HEALTHCHECK_MS: int(100, 600_000).default(5000),
+    /** TCP connections the HTTPS port accepts in all; beyond, new ones are closed at once. Default 25000. */
+    MAX_CONNECTIONS: int(1, 1_000_000).default(25_000),
+    /** Stream connections the gateway accepts; beyond, upgrades get 503 SLUICE_ERR_SERVER_FULL. Default 20000. */
+    WS_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
+    /** Stream connections per partner (CN); beyond, upgrades get 429 SLUICE_ERR_PARTNER_CONNECTIONS. Default 1000. */
+    WS_MAX_CONNECTIONS_PER_PARTNER: int(1, 1_000_000).default(1000),
+    /** REST requests per second per partner (CN), then 429 SLUICE_ERR_RATE_LIMITED; 0 = no limit. Default 200. */
+    REST_RATE_LIMIT: int(0, 1_000_000).default(200),
     /** Most SLUs one WebSocket connection may subscribe to (more: subscribe to all). Default 10000. */
     WS_MAX_SLUS: int(1, 1_000_000).default(10_000),
     /** Unsent bytes a WebSocket client may fall behind before it is closed with 4408. Default 4194304 (4 MiB). */

@@ -32,16 +32,26 @@ export class LatestStore {
     return this.bySlu.size;
   }
 
+  /** The /latest array restricted to `slus` (a partner's grants), ordered by slu_id. Built per call. */
+  jsonFor(slus: ReadonlySet<number>): string {
+    const ids = slus.size < this.bySlu.size ? [...slus].filter((id) => this.bySlu.has(id)) : [...this.bySlu.keys()].filter((id) => slus.has(id));
+    return this.render(ids);
+  }
+
   /** The /latest array, ordered by slu_id. */
   json(): string {
     if (this.body !== undefined) return this.body;
-    const ids = [...this.bySlu.keys()].sort((a, b) => a - b);
+    this.body = this.render([...this.bySlu.keys()]);
+    return this.body;
+  }
+
+  private render(ids: number[]): string {
+    ids.sort((a, b) => a - b);
     let s = '[';
     for (let i = 0; i < ids.length; i++) {
       const f = (this.bySlu.get(ids[i] as number) as Entry).f;
       s += (i === 0 ? '' : ', ') + f.head + ', "slu_id": ' + f.sluId + f.tail;
     }
-    this.body = s + ']';
-    return this.body;
+    return s + ']';
   }
 }

@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 
 /** The NOTIFY channel the trigger in sql/002_stream.sql uses. */
 export const CHANNEL = 'sluice_reading';
+/** The NOTIFY channel of grant changes (sql/004_partner_grant.sql); same connection, one LISTEN each. */
+export const GRANT_CHANNEL = 'sluice_grant';
 
 /** Listener health: `listening` is the only state in which new readings arrive at once. */
 export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'closed';
@@ -11,8 +13,10 @@ export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'close
 export interface ListenerEvents {
   /** LISTEN is (again) in place: read everything committed meanwhile. */
   listening: [];
-  /** A NOTIFY arrived. */
+  /** A NOTIFY arrived on the readings channel. */
   notify: [];
+  /** A partner's grants changed (payload: the partner name). */
+  grant: [string];
   state: [ListenerState];
 }
 
@@ -72,7 +76,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ attempt }, 'LISTEN connection lost; reconnecting');
     });
     this.sub.events.on('error', (err) => this.log.error({ err: err.message }, 'LISTEN connection error'));
-    this.sub.events.on('notification', () => this.emit('notify'));
+    this.sub.events.on('notification', (n) => {
+      if (n.channel === GRANT_CHANNEL) this.emit('grant', String(n.payload));
+      else this.emit('notify');
+    });
   }
 
   get state(): ListenerState {
@@ -89,6 +96,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   async start(): Promise<void> {
     await this.sub.connect();
     await this.sub.listenTo(CHANNEL);
+    await this.sub.listenTo(GRANT_CHANNEL);
     this.setState('listening');
     this.emit('listening');
   }

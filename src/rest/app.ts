@@ -2,15 +2,18 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { SluiceError, toSluiceError } from '../errors.ts';
+import { errorBody, SluiceError, toSluiceError } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
+import { hasAnyAccess, type Access, type Grants } from '../access/grants.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The partner behind the request, from its verified client certificate (set in onRequest). */
     partner: PartnerIdentity;
+    /** What that partner may read (set in onRequest; a partner without any grant never reaches a route). */
+    access: Access;
   }
 }
 
@@ -25,19 +28,10 @@ export interface RestDeps {
   readonly timeMaxRows: number;
   /** Formatted readings by id, shared with the stream. */
   readonly cache: ReadingCache;
-  /** The /latest body, current as of a database read started after the call (read-your-writes). */
-  readonly latest: () => Promise<string>;
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  410: 'Gone', 413: 'Payload Too Large', 414: 'URI Too Long', 429: 'Too Many Requests', 500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
-
-/** The JSON error body every endpoint uses: fastify's shape plus the catalogue code and details. */
-export function errorBody(err: SluiceError): Record<string, unknown> {
-  return { statusCode: err.status, code: err.code, error: STATUS_TEXT[err.status] ?? 'Error', message: err.message, ...err.details };
+  /** Grants per partner. */
+  readonly grants: Grants;
+  /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
+  readonly latest: (access: Access) => Promise<string>;
 }
 
 function sendError(reply: FastifyReply, err: SluiceError): FastifyReply {
@@ -63,11 +57,18 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
   app.decorateRequest('partner', null as unknown as PartnerIdentity);
+  app.decorateRequest('access', null as unknown as Access);
 
   app.addHook('onRequest', async (req, reply) => {
     const id = identityOf(req.raw.socket as TLSSocket);
     if (!id) return sendError(reply, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'));
     req.partner = id;
+    const access = await deps.grants.accessOf(id);
+    if (!hasAnyAccess(access)) {
+      req.log.warn({ partner: id.cn, fingerprint: id.fingerprint256, url: req.url }, 'refused: partner has no grants');
+      return sendError(reply, new SluiceError('SLUICE_ERR_NO_GRANTS', `partner "${id.cn}" has no access to any SLU; ask the operator for a grant`));
+    }
+    req.access = access;
   });
 
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {

@@ -151,6 +151,9 @@ export async function loadCa(paths: CertPaths): Promise<CertAndKey> {
   return { certPem: await readFile(paths.ca, 'utf8'), keyPem: await readFile(paths.caKey, 'utf8') };
 }
 
+/** The partner certificate `npm start` creates on first run (and grants every SLU, see gateway.ts). */
+export const DEMO_PARTNER = 'demo';
+
 /**
  * Creates whatever is missing of: a dev CA, a server certificate for localhost/127.0.0.1/::1, and a `demo`
  * partner. Existing files are never overwritten. Returns the list of files written.
@@ -175,8 +178,8 @@ export async function ensureDevCerts(paths: CertPaths, extraSans: readonly strin
     await writePrivate(paths.key, server.keyPem);
     written.push(paths.cert, paths.key);
   }
-  if (!existsSync(path.join(paths.clientsDir, 'demo.crt'))) {
-    written.push(...(await issuePartner(paths, ca, 'demo')).files);
+  if (!existsSync(path.join(paths.clientsDir, `${DEMO_PARTNER}.crt`))) {
+    written.push(...(await issuePartner(paths, ca, DEMO_PARTNER)).files);
   }
   return written;
 }

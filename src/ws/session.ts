@@ -9,6 +9,7 @@ import { encodeCursor, type Cursor } from '../stream/cursor.ts';
 import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
 import { covers, visibleIn, type Snapshot } from '../stream/snapshot.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
+import { hasAnyAccess, mayRead, type Access } from '../access/grants.ts';
 import { errorFrame, parseClientMessage, readingsFrame } from './protocol.ts';
 
 export interface SessionLimits {
@@ -33,7 +34,10 @@ type Mode = 'catching-up' | 'live';
  * client joins the hub's fast path.
  */
 export class Session implements Subscriber {
+  /** What the hub delivers: the SLUs subscribed and granted, or null for every SLU (all subscribed, all granted). */
   sluIds: Set<number> | null;
+  /** Subscribed to "all": every SLU the partner is granted, now and as grants change. */
+  private wantsAll: boolean;
   private mode: Mode = 'live';
   private floor: Snapshot | undefined;
   private held: StreamReading[] = [];
@@ -48,13 +52,52 @@ export class Session implements Subscriber {
     readonly ws: WebSocket,
     readonly partner: PartnerIdentity,
     sluIds: readonly number[] | null,
+    private access: Access,
     private readonly hub: Hub,
     private readonly pool: pg.Pool,
     private readonly cache: ReadingCache,
     private readonly limits: SessionLimits,
     private readonly log: Logger,
   ) {
-    this.sluIds = sluIds ? new Set(sluIds) : null;
+    this.wantsAll = sluIds === null;
+    this.sluIds = sluIds === null ? allOf(access) : new Set(sluIds.filter((id) => mayRead(access, id)));
+  }
+
+  private wants(sluId: number): boolean {
+    return this.sluIds === null || this.sluIds.has(sluId);
+  }
+
+  /**
+   * The partner's grants changed (sql/004 NOTIFY, reloaded by Grants): stop at once for what is no longer
+   * granted, tell the client which SLUs, and close with 4403 when nothing is left. "All" follows the grants.
+   */
+  applyAccess(a: Access): void {
+    if (this.closed) return;
+    this.access = a;
+    if (!hasAnyAccess(a)) return this.close('SLUICE_ERR_NO_GRANTS', 'every grant of this partner was revoked');
+    const before = this.sluIds;
+    this.sluIds = this.wantsAll ? allOf(a) : new Set([...(before ?? [])].filter((id) => mayRead(a, id)));
+    this.held = this.held.filter((r) => this.wants(r.sluId));
+    this.hub.reindex(this);
+    if (before === null) {
+      if (this.sluIds !== null) {
+        this.sendRaw(JSON.stringify({ type: 'error', code: 'SLUICE_ERR_GRANT_REVOKED', message: `grants changed: "all" now means the ${this.sluIds.size} SLUs this partner is granted` }));
+      }
+      return;
+    }
+    const lost = [...before].filter((id) => !this.wants(id)).sort((x, y) => x - y);
+    if (lost.length > 0) {
+      this.log.info({ partner: this.partner.cn, slu_ids: lost }, 'grant revoked; stream stopped for these SLUs');
+      this.sendRaw(JSON.stringify({ type: 'error', code: 'SLUICE_ERR_GRANT_REVOKED', message: `grant revoked for slu_id ${lost.join(', ')}; no more readings of them are sent`, slu_ids: lost }));
+    }
+  }
+
+  /** Tells the client which requested SLUs it is not granted (they are not subscribed). */
+  refuseForbidden(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    const sorted = [...ids].sort((x, y) => x - y);
+    this.log.warn({ partner: this.partner.cn, slu_ids: sorted }, 'refused: SLU not granted');
+    this.sendRaw(JSON.stringify({ type: 'error', code: 'SLUICE_ERR_SLU_FORBIDDEN', message: `partner "${this.partner.cn}" is not granted slu_id ${sorted.join(', ')}; not subscribed`, slu_ids: sorted }));
   }
 
   get fast(): boolean {
@@ -75,7 +118,8 @@ export class Session implements Subscriber {
     try {
       const q = await catchUp(this.pool, since, this.sluIds ? [...this.sluIds] : null, this.limits.catchUpPageRows, (rows, cursor) => {
         if (this.closed) return;
-        const readings = rows.map((r) => toStreamReading(r, this.cache));
+        // Filtered again: a grant may have been revoked while this catch-up ran.
+        const readings = rows.map((r) => toStreamReading(r, this.cache)).filter((r) => this.wants(r.sluId));
         this.sendReadings(readings.map((r) => r.json), encodeCursor(cursor));
       });
       if (this.closed) return;
@@ -93,7 +137,7 @@ export class Session implements Subscriber {
   }
 
   private subscribedFrame(cursorText = this.lastCursorText): string {
-    return JSON.stringify({ type: 'subscribed', slu_ids: this.sluIds ? [...this.sluIds].sort((a, b) => a - b) : 'all', cursor: cursorText });
+    return JSON.stringify({ type: 'subscribed', slu_ids: this.wantsAll ? 'all' : [...(this.sluIds ?? [])].sort((a, b) => a - b), cursor: cursorText });
   }
 
   // --- Subscriber (called by the hub)
@@ -121,7 +165,7 @@ export class Session implements Subscriber {
       this.buffered.push({ batch, cursorText });
       return;
     }
-    const mine = batch.readings.filter((r) => (this.sluIds === null || this.sluIds.has(r.sluId)) && !(this.floor && visibleIn(r.xid, this.floor)));
+    const mine = batch.readings.filter((r) => this.wants(r.sluId) && !(this.floor && visibleIn(r.xid, this.floor)));
     if (this.floor) {
       if (batch.snapshot && covers(batch.snapshot, this.floor)) {
         // The feed is past everything the catch-up sent: from here on the shared fast path serves this client.
@@ -170,21 +214,29 @@ export class Session implements Subscriber {
       return;
     }
     if (msg.type === 'subscribe') {
-      if (msg.all) this.sluIds = null;
-      else if (this.sluIds !== null) {
-        const next = new Set([...this.sluIds, ...(msg.slu_ids ?? [])]);
-        if (next.size > this.limits.maxSlus) {
-          return this.reject('SLUICE_ERR_TOO_MANY_SLUS', `at most ${this.limits.maxSlus} SLUs per connection (this would make ${next.size}); subscribe to all with {"type":"subscribe","all":true}`);
+      if (msg.all) {
+        this.wantsAll = true;
+        this.sluIds = allOf(this.access);
+      } else {
+        const asked = msg.slu_ids ?? [];
+        this.refuseForbidden(asked.filter((id) => !mayRead(this.access, id)));
+        if (!this.wantsAll) {
+          const next = new Set([...(this.sluIds ?? []), ...asked.filter((id) => mayRead(this.access, id))]);
+          if (next.size > this.limits.maxSlus) {
+            return this.reject('SLUICE_ERR_TOO_MANY_SLUS', `at most ${this.limits.maxSlus} SLUs per connection (this would make ${next.size}); subscribe to all with {"type":"subscribe","all":true}`);
+          }
+          this.sluIds = next;
         }
-        this.sluIds = next;
       }
       this.hub.reindex(this);
       this.sendRaw(this.subscribedFrame());
       return;
     }
     // unsubscribe
-    if (msg.all) this.sluIds = new Set();
-    else if (this.sluIds === null) {
+    if (msg.all) {
+      this.wantsAll = false;
+      this.sluIds = new Set();
+    } else if (this.wantsAll || this.sluIds === null) {
       return this.reject('SLUICE_ERR_BAD_MESSAGE', 'this connection is subscribed to all SLUs; unsubscribe with {"type":"unsubscribe","all":true} and subscribe to a list');
     } else for (const id of msg.slu_ids ?? []) this.sluIds.delete(id);
     this.hub.reindex(this);
@@ -221,6 +273,11 @@ export class Session implements Subscriber {
     this.buffered = [];
     this.held = [];
   }
+}
+
+/** The hub's view of "all SLUs" for an access: null (no filter) when everything is granted. */
+function allOf(a: Access): Set<number> | null {
+  return a.all ? null : new Set(a.slus);
 }
 
 function truncateReason(s: string): string {

@@ -4,7 +4,9 @@ import type { TLSSocket } from 'node:tls';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ErrorCodes, SluiceError } from '../errors.ts';
+import { errorBody, SluiceError, STATUS_TEXT, toSluiceError } from '../errors.ts';
+import { hasAnyAccess, mayRead, type Access, type Grants } from '../access/grants.ts';
+import type { PartnerIdentity } from '../tls/identity.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
@@ -13,6 +15,10 @@ import { parseSluIdQuery } from './protocol.ts';
 import { Session, type SessionLimits } from './session.ts';
 
 export interface StreamServerOptions extends SessionLimits {
+  /** Stream connections the whole gateway accepts; beyond, upgrades get 503 (SLUICE_ERR_SERVER_FULL). */
+  readonly maxConnections: number;
+  /** Stream connections one partner (CN) may hold; beyond, upgrades get 429 (SLUICE_ERR_PARTNER_CONNECTIONS). */
+  readonly maxConnectionsPerPartner: number;
   /** Path of the endpoint, e.g. /cityxchange/stream. */
   readonly path: string;
   /** Largest text frame a client may send, bytes. */
@@ -27,35 +33,95 @@ export interface StreamServerOptions extends SessionLimits {
  * reported after the upgrade, as an error frame and a close code, because browsers cannot read HTTP bodies of
  * failed upgrades.
  */
-export function createStreamServer(deps: { server: import('node:https').Server; hub: Hub; pool: pg.Pool; cache: ReadingCache; log: Logger; opts: StreamServerOptions }) {
-  const { hub, pool, cache, log, opts } = deps;
+export function createStreamServer(deps: {
+  server: import('node:https').Server;
+  hub: Hub;
+  pool: pg.Pool;
+  cache: ReadingCache;
+  grants: Grants;
+  /** True when the certificate is revoked (CRL deny-list), checked at every upgrade (TLS resumption skips the handshake check). */
+  isRevoked?: (p: PartnerIdentity) => boolean;
+  log: Logger;
+  opts: StreamServerOptions;
+}) {
+  const { hub, pool, cache, grants, log, opts } = deps;
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false, clientTracking: true });
   const sessions = new Map<WebSocket, Session>();
+  // Connections per partner CN, counted from the start of the upgrade (so a burst cannot overshoot the cap).
+  const perPartner = new Map<string, number>();
+  let total = 0;
+  const release = (cn: string) => {
+    total--;
+    const n = (perPartner.get(cn) ?? 1) - 1;
+    if (n <= 0) perPartner.delete(cn);
+    else perPartner.set(cn, n);
+  };
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://x');
     if (url.pathname !== opts.path && url.pathname !== opts.path + '/') {
-      return refuse(socket, 404, 'Not Found', { code: 'SLUICE_ERR_NOT_FOUND', message: `no WebSocket endpoint at ${url.pathname}; use ${opts.path}` });
+      return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`));
     }
     const partner = identityOf(req.socket as TLSSocket);
-    if (!partner) return refuse(socket, 401, 'Unauthorized', { code: 'SLUICE_ERR_NO_CLIENT_CERT', message: ErrorCodes.SLUICE_ERR_NO_CLIENT_CERT.message });
+    if (!partner) return refuse(socket, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'));
+    if (deps.isRevoked?.(partner)) {
+      log.warn({ partner: partner.cn, serial: partner.serial }, 'refused: certificate revoked');
+      return refuse(socket, new SluiceError('SLUICE_ERR_CERT_REVOKED'));
+    }
+    if (total >= opts.maxConnections) {
+      log.warn({ partner: partner.cn, total }, 'refused: gateway at its stream connection cap');
+      return refuse(socket, new SluiceError('SLUICE_ERR_SERVER_FULL', `this gateway holds its maximum of ${opts.maxConnections} stream connections; retry later or another gateway`), { 'Retry-After': '5' });
+    }
+    const mine = perPartner.get(partner.cn) ?? 0;
+    if (mine >= opts.maxConnectionsPerPartner) {
+      log.warn({ partner: partner.cn, connections: mine }, 'refused: partner at its stream connection cap');
+      return refuse(socket, new SluiceError('SLUICE_ERR_PARTNER_CONNECTIONS', `partner "${partner.cn}" already has ${mine} stream connections (the maximum); close one first`), { 'Retry-After': '5' });
+    }
+    total++;
+    perPartner.set(partner.cn, mine + 1);
+    grants.accessOf(partner).then(
+      (access) => {
+        if (!hasAnyAccess(access)) {
+          release(partner.cn);
+          log.warn({ partner: partner.cn, fingerprint: partner.fingerprint256 }, 'refused: partner has no grants');
+          return refuse(socket, new SluiceError('SLUICE_ERR_NO_GRANTS', `partner "${partner.cn}" has no access to any SLU; ask the operator for a grant`));
+        }
+        accept(req, socket, head, url, partner, access);
+      },
+      (err: unknown) => {
+        release(partner.cn);
+        const e = toSluiceError(err);
+        if (e.status >= 500 && e.code !== 'SLUICE_ERR_DB_UNAVAILABLE') log.error({ err, partner: partner.cn }, 'grant lookup failed');
+        refuse(socket, e);
+      },
+    );
+  };
+
+  const accept = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, partner: PartnerIdentity, access: Access) => {
+    if (socket.destroyed) return release(partner.cn);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
       const sinceText = url.searchParams.get('since');
       const since = sinceText === null ? undefined : decodeCursor(sinceText);
-      const session = new Session(ws, partner, slus.ok ? slus.ids : [], hub, pool, cache, opts, log);
+      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, pool, cache, opts, log);
       sessions.set(ws, session);
+      const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
+      // A change between the lookup above and watch(): the cached promise is already the new access then.
+      void grants.accessOf(partner).then((a) => a !== access && session.applyAccess(a), () => undefined);
       ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
       ws.on('pong', () => (session.alive = true));
       ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
       ws.on('close', () => {
+        unwatch();
         session.dispose();
         sessions.delete(ws);
+        release(partner.cn);
       });
       log.info({ partner: partner.cn, slu_ids: slus.ok ? (slus.ids ?? 'all') : undefined, resume: since !== undefined }, 'stream connected');
       if (!slus.ok) return session.fail(paramError(slus.message));
       if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
       if (sinceText !== null && !since) return session.fail(cursorError());
+      if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
       void session.start(since);
     });
   };
@@ -105,9 +171,12 @@ function cursorError(): SluiceError {
   return new SluiceError('SLUICE_ERR_CURSOR_INVALID', 'since is not a cursor from this gateway');
 }
 
-function refuse(socket: Duplex, status: number, text: string, body: Record<string, string>): void {
-  const json = JSON.stringify({ statusCode: status, error: text, ...body });
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
+/** Answers an upgrade with a plain HTTP error (the same JSON body as REST errors) and closes the socket. */
+function refuse(socket: Duplex, err: SluiceError, headers: Record<string, string> = {}): void {
+  if (socket.destroyed) return;
+  const json = JSON.stringify(errorBody(err));
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${err.status} ${STATUS_TEXT[err.status] ?? 'Error'}\r\nContent-Type: application/json\r\n${extra}Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
 }
 
 export type StreamServer = ReturnType<typeof createStreamServer>;

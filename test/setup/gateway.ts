@@ -1,4 +1,7 @@
 import { Writable } from 'node:stream';
+import pg from 'pg';
+import { grant } from '../../src/access/grant-store.ts';
+import { migrate } from '../../src/db/migrate.ts';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createGateway, type Gateway } from '../../src/gateway.ts';
 import { createLogger } from '../../src/log.ts';
@@ -7,12 +10,26 @@ import type { TestPki } from './pki.ts';
 /** Log lines a test gateway wrote, parsed, so tests can assert on what was logged. */
 export type LogLines = Array<Record<string, unknown>>;
 
+/**
+ * Partners (certificate CNs) the test gateways grant every SLU, so tests about something else need not set up
+ * grants. Access-control tests use other names.
+ */
+export const GRANTED_EVERYTHING = ['acme', 'acme-energy', 'acme-new', 'acme-old', 'pager', 'x'];
+
 /** Starts an in-process gateway on 127.0.0.1:0 against the given database and PKI. */
 export async function startTestGateway(
   databaseUrl: string,
   pki: TestPki,
   env: Record<string, string> = {},
+  opts: { grantAll?: readonly string[] } = {},
 ): Promise<{ gateway: Gateway; config: Config; logs: LogLines }> {
+  const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    await migrate(db);
+    for (const p of opts.grantAll ?? GRANTED_EVERYTHING) await grant(db, p, null);
+  } finally {
+    await db.end();
+  }
   const config = loadConfig({
     DATABASE_URL: databaseUrl,
     HOST: '127.0.0.1',

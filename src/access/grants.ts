@@ -1,0 +1,122 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { PartnerIdentity } from '../tls/identity.ts';
+
+/** What one partner may read: every SLU, or the listed ones. `none` when it has no grant at all. */
+export interface Access {
+  readonly all: boolean;
+  readonly slus: ReadonlySet<number>;
+}
+
+export const NO_ACCESS: Access = Object.freeze({ all: false, slus: new Set<number>() });
+
+export function hasAnyAccess(a: Access): boolean {
+  return a.all || a.slus.size > 0;
+}
+
+export function mayRead(a: Access, sluId: number): boolean {
+  return a.all || a.slus.has(sluId);
+}
+
+/** 'sha256:<hex>' for a fingerprint as Node prints it (AB:CD:...) or as an operator types it. */
+export function fingerprintName(fp: string): string {
+  return 'sha256:' + fp.replace(/^sha256:/i, '').replace(/:/g, '').toLowerCase();
+}
+
+/** The grant names a certificate answers to: its CN and its fingerprint. */
+export function namesOf(p: PartnerIdentity): [string, string] {
+  return [p.cn, fingerprintName(p.fingerprint256)];
+}
+
+function namesOfKey(key: string): [string, string] {
+  const bar = key.indexOf('|');
+  return [key.slice(bar + 1), fingerprintName(key.slice(0, bar))];
+}
+
+const ACCESS_SQL = `select bool_or(slu_id is null) as all, coalesce(array_agg(slu_id) filter (where slu_id is not null), '{}') as slus
+  from sluice_partner_grant where partner = any($1::text[])`;
+
+interface Entry {
+  readonly names: readonly string[];
+  promise: Promise<Access>;
+}
+
+/**
+ * Grants per partner, loaded on first use and kept until the database says they changed (NOTIFY on
+ * sluice_grant, see the migration) or the LISTEN connection was lost (everything is reloaded then, since
+ * notifications may have been missed). Holders of an Access (stream sessions) register with `watch` and are
+ * told the new Access after each change.
+ */
+export class Grants {
+  private readonly byKey = new Map<string, Entry>();
+  private readonly watchers = new Map<string, Set<(a: Access) => void>>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+  ) {}
+
+  /** Fingerprint first: it never contains '|', so the CN (which may contain anything) is all after the first one. */
+  private static key(p: PartnerIdentity): string {
+    return p.fingerprint256 + '|' + p.cn;
+  }
+
+  /** The partner's current access (a cached promise: one query per partner until its grants change). */
+  accessOf(p: PartnerIdentity): Promise<Access> {
+    const key = Grants.key(p);
+    let e = this.byKey.get(key);
+    if (!e) {
+      e = { names: namesOf(p), promise: this.load(namesOf(p)) };
+      this.byKey.set(key, e);
+      const entry = e;
+      // A failed load (database down) is not cached: the next request tries again.
+      e.promise.catch(() => this.byKey.get(key) === entry && this.byKey.delete(key));
+    }
+    return e.promise;
+  }
+
+  private async load(names: readonly string[]): Promise<Access> {
+    const res = await this.pool.query<{ all: boolean | null; slus: number[] }>({ name: 'sluice_grants', text: ACCESS_SQL, values: [names] });
+    const row = res.rows[0];
+    return Object.freeze({ all: row?.all === true, slus: new Set(row?.slus ?? []) });
+  }
+
+  /** Calls `fn` with the partner's new access after each change of its grants. Returns the unwatch function. */
+  watch(p: PartnerIdentity, fn: (a: Access) => void): () => void {
+    const key = Grants.key(p);
+    let set = this.watchers.get(key);
+    if (!set) this.watchers.set(key, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.watchers.get(key) === set) this.watchers.delete(key);
+    };
+  }
+
+  /** A grant of `partner` (a CN or 'sha256:…' name) changed; undefined = anything may have changed. */
+  changed(partner?: string): void {
+    const affected = new Set<string>();
+    for (const key of [...this.byKey.keys(), ...this.watchers.keys()]) {
+      if (partner === undefined || namesOfKey(key).includes(partner)) affected.add(key);
+    }
+    if (affected.size === 0) return;
+    this.log.info({ partner: partner ?? '*', identities: affected.size }, 'grants changed; reloading');
+    for (const key of affected) {
+      const names = namesOfKey(key);
+      const cn = names[0];
+      const entry: Entry = { names, promise: this.load(names) };
+      this.byKey.set(key, entry);
+      entry.promise.then(
+        (access) => {
+          if (this.byKey.get(key) !== entry) return; // a newer change is already loading
+          for (const fn of this.watchers.get(key) ?? []) fn(access);
+        },
+        (err: Error) => {
+          if (this.byKey.get(key) === entry) this.byKey.delete(key);
+          // Watchers keep their old access until the next change or reconnect (which reloads everything).
+          this.log.warn({ partner: cn, err: err.message }, 'could not reload grants');
+        },
+      );
+    }
+  }
+}
