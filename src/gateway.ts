@@ -21,6 +21,8 @@ import { encodeCursor } from './stream/cursor.ts';
 import { Feed } from './stream/feed.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
+import { TlsReloader } from './tls/tls-reloader.ts';
+import type { PartnerIdentity } from './tls/identity.ts';
 import { createStreamServer, type StreamServer } from './ws/stream-server.ts';
 
 /** A running gateway: HTTPS REST and the WebSocket stream on one port, plus the ops port. */
@@ -38,6 +40,8 @@ export interface Gateway {
   readonly hub: Hub;
   readonly listener: Listener;
   readonly grants: Grants;
+  /** Re-reads the TLS files (CA, certificate, key, CRL, deny-list) without dropping clients; false if unusable. */
+  reloadTls(): boolean;
   readonly stream: StreamServer;
   /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
@@ -120,12 +124,27 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       }
     }
 
+    let stream: StreamServer | undefined;
+    const tls = new TlsReloader({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY, crl: config.TLS_CRL, denylist: config.TLS_DENYLIST }, log, {
+      watch: config.TLS_WATCH,
+      warnDays: config.TLS_EXPIRY_WARN_DAYS,
+      onReload: (material) => {
+        for (const s of stream?.sessions() ?? []) {
+          if (material.isDenied(s.partner)) s.close('SLUICE_ERR_CERT_REVOKED', 'this client certificate was revoked');
+        }
+      },
+    });
+    closers.push(() => tls.close());
+    const isRevoked = (p: PartnerIdentity) => tls.current.isDenied(p);
+
     const app = buildRestApp({
       pool,
       log,
       basePath: config.BASE_PATH,
-      https: tlsServerOptions({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY }),
+      https: tlsServerOptions(tls.current),
+      isRevoked,
       timeMaxRows: config.TIME_MAX_ROWS,
+      rateLimitPerSecond: config.REST_RATE_LIMIT,
       cache,
       grants,
       latest: async (access) => {
@@ -134,12 +153,15 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       },
     });
     await app.ready();
-    const stream = createStreamServer({
+    app.server.maxConnections = config.MAX_CONNECTIONS;
+    tls.attach(app.server as unknown as HttpsServer);
+    stream = createStreamServer({
       server: app.server as unknown as HttpsServer,
       hub,
       pool,
       cache,
       grants,
+      isRevoked,
       log,
       opts: {
         path: `${config.BASE_PATH}/stream`,
@@ -156,7 +178,8 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     });
     await app.listen({ host: config.HOST, port: config.PORT });
     closers.push(() => app.close());
-    closers.push(() => stream.close()); // runs before app.close(): clients get 1012 first
+    const streamServer = stream;
+    closers.push(() => streamServer.close()); // runs before app.close(): clients get 1012 first
 
     let opsPort: number | undefined;
     if (config.OPS_ENABLED) {
@@ -192,6 +215,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       listener,
       stream,
       grants,
+      reloadTls: () => tls.reload('requested'),
       close: closeAll,
     };
   } catch (err) {

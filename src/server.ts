@@ -57,6 +57,10 @@ export async function main(): Promise<void> {
         process.exit(1);
       });
   };
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading TLS certificates, CRL and deny-list');
+    gateway.reloadTls();
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

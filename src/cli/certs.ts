@@ -3,14 +3,20 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.ts';
-import { certPaths, ensureDevCerts, issuePartner, loadCa } from '../tls/certificates.ts';
+import { X509Certificate } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { certPaths, createCrl, ensureDevCerts, issuePartner, loadCa } from '../tls/certificates.ts';
+import { normalizeSerial, revokedSerials } from '../tls/tls-material.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: { password: { type: 'string' }, days: { type: 'string' }, rsa: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
 });
 const usage = 'usage: npm run certs                      create the dev CA, server and demo certificates if missing\n' +
-  '       npm run certs -- client <partner> [--password P] [--days N] [--rsa]\n';
+  '       npm run certs -- client <partner> [--password P] [--days N] [--rsa]\n' +
+  '       npm run certs -- revoke <partner>    add certs/clients/<partner>.crt to certs/ca.crl (set TLS_CRL=certs/ca.crl;\n' +
+  '                                            a running gateway reloads it within seconds, or on SIGHUP)\n';
 if (values.help) {
   process.stdout.write(usage);
   process.exit(0);
@@ -32,6 +38,16 @@ try {
       ...(values.rsa ? { keyType: 'rsa' as const } : {}),
     });
     console.log(`partner ${partner}:\n  ${b.crt}\n  ${b.key}\n  ${b.p12}  (password in ${b.p12PasswordFile})`);
+  } else if (cmd === 'revoke' && partner) {
+    const crt = path.join(paths.clientsDir, `${partner}.crt`);
+    const serial = new X509Certificate(await readFile(crt)).serialNumber;
+    const crlFile = config.TLS_CRL ?? path.join(path.dirname(paths.ca), 'ca.crl');
+    // Keep what the CRL already lists: revocation is forever.
+    const listed = existsSync(crlFile) ? revokedSerials(await readFile(crlFile, 'utf8')) : [];
+    const serials = [...new Set([...listed, normalizeSerial(serial)])];
+    await writeFile(crlFile, await createCrl(await loadCa(paths), serials));
+    console.log(`revoked ${crt} (serial ${serial}); ${crlFile} now lists ${serials.length} certificate(s)` +
+      (config.TLS_CRL ? '' : `\nset TLS_CRL=${crlFile} for the gateway to use it`));
   } else {
     process.stderr.write(usage);
     process.exit(2);

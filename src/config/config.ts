@@ -33,6 +33,8 @@ export const ConfigSchema = z
     TLS_KEY: z.string().min(1).default('certs/server.key'),
     /** Certificate revocation list (PEM) checked at every handshake and request; reloaded with the certificates. Unset: none. */
     TLS_CRL: z.string().min(1).optional(),
+    /** File of SHA-256 certificate fingerprints (one per line, # comments) refused at every request and upgrade. Unset: none. */
+    TLS_DENYLIST: z.string().min(1).optional(),
     /** Reload CA, certificate, key and CRL when their files change (SIGHUP always reloads). Default true. */
     TLS_WATCH: bool.default(true),
     /** Warn in the log this many days before the server certificate expires (at start, reload and daily). Default 14. */

@@ -1,4 +1,5 @@
 import type { TLSSocket } from 'node:tls';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -24,10 +25,14 @@ export interface RestDeps {
   readonly basePath: string;
   /** HTTPS server options (key, cert, ca, requestCert...). */
   readonly https: import('node:https').ServerOptions;
+  /** REST requests per second per partner before 429; 0 = unlimited. */
+  readonly rateLimitPerSecond: number;
   /** Rows per /time page. */
   readonly timeMaxRows: number;
   /** Formatted readings by id, shared with the stream. */
   readonly cache: ReadingCache;
+  /** True for a revoked certificate (CRL or deny-list): checked on every request, not only at the handshake. */
+  readonly isRevoked: (p: PartnerIdentity) => boolean;
   /** Grants per partner. */
   readonly grants: Grants;
   /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
@@ -63,6 +68,10 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
     const id = identityOf(req.raw.socket as TLSSocket);
     if (!id) return sendError(reply, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'));
     req.partner = id;
+    if (deps.isRevoked(id)) {
+      req.log.warn({ partner: id.cn, serial: id.serial }, 'refused: certificate revoked');
+      return sendError(reply, new SluiceError('SLUICE_ERR_CERT_REVOKED'));
+    }
     const access = await deps.grants.accessOf(id);
     if (!hasAnyAccess(access)) {
       req.log.warn({ partner: id.cn, fingerprint: id.fingerprint256, url: req.url }, 'refused: partner has no grants');
@@ -95,7 +104,25 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
     return sendError(reply, new SluiceError('SLUICE_ERR_NOT_FOUND', `no such endpoint: ${req.method} ${req.url.split('?')[0]}; the API has ${routes}`));
   });
 
-  app.register(async (scoped) => registerReadingRoutes(scoped, deps), { prefix: deps.basePath });
+  app.register(
+    async (scoped) => {
+      if (deps.rateLimitPerSecond > 0) {
+        // Per partner, not per IP: partners sit behind NATs and proxies, and the certificate is who they are.
+        await scoped.register(rateLimit, {
+          max: deps.rateLimitPerSecond,
+          timeWindow: 1000,
+          hook: 'preHandler', // after onRequest has identified the partner
+          keyGenerator: (req) => req.partner.cn,
+          errorResponseBuilder: (req, ctx) => {
+            req.log.warn({ partner: req.partner.cn, limit: ctx.max }, 'refused: rate limit');
+            return new SluiceError('SLUICE_ERR_RATE_LIMITED', `more than ${ctx.max} requests per second from partner "${req.partner.cn}"; retry in ${ctx.after}`);
+          },
+        });
+      }
+      await registerReadingRoutes(scoped, deps);
+    },
+    { prefix: deps.basePath },
+  );
   return app;
 }
 

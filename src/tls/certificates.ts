@@ -72,6 +72,26 @@ export async function createCa(opts: { cn?: string; keyType?: KeyType; days?: nu
   return { certPem: pemLine(cert.toString('pem')), keyPem: pemLine(await keyToPem(keys.privateKey)) };
 }
 
+/**
+ * A CRL signed by `ca` listing `serials` (hex, as Node's serialNumber prints them), valid for `days`.
+ * Give it to the gateway as TLS_CRL; it is checked at every handshake and request.
+ */
+export async function createCrl(ca: CertAndKey, serials: readonly string[], opts: { days?: number } = {}): Promise<string> {
+  const caKeyType = keyTypeOfPem(ca.keyPem);
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: caCert.subject,
+    thisUpdate: new Date(Date.now() - 60_000),
+    nextUpdate: new Date(Date.now() + (opts.days ?? 30) * DAY_MS),
+    entries: serials.map((serialNumber) => ({ serialNumber: serialNumber.toLowerCase(), revocationDate: new Date(), reason: x509.X509CrlReason.keyCompromise })),
+    signingKey: await importSigningKey(ca.keyPem, caKeyType),
+    signingAlgorithm: algorithms(caKeyType).sign,
+    extensions: [await x509.AuthorityKeyIdentifierExtension.create(caCert, false)],
+  });
+  // OpenSSL (and so Node's TLS) reads only the 'X509 CRL' label; @peculiar/x509 writes 'CRL'.
+  return pemLine(crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----'));
+}
+
 export interface IssueOptions {
   readonly ca: CertAndKey;
   readonly cn: string;
