@@ -40,7 +40,7 @@ export const ErrorCodes = {
   SLUICE_ERR_TOO_MANY_SLUS: { status: 400, wsClose: 4400, message: 'too many SLUs' },
   /** The client did not read fast enough; its pending output passed the bound (close 4408). Resume with the cursor. */
   SLUICE_ERR_SLOW_CONSUMER: { status: 0, wsClose: 4408, message: 'slow consumer: reconnect with your last cursor' },
-  /** A frame larger than the server accepts (close 1009, set by ws). */
+  /** A frame larger than WS_MAX_PAYLOAD_BYTES (close 1009 with this reason; beyond 4x the limit ws closes at once with 1009 and no reason). */
   SLUICE_ERR_FRAME_TOO_LARGE: { status: 0, wsClose: 1009, message: 'frame too large' },
   /** Binary frames are not part of the protocol (close 1003). */
   SLUICE_ERR_BINARY: { status: 0, wsClose: 1003, message: 'binary frames are not accepted' },

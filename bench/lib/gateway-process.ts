@@ -24,7 +24,12 @@ export async function benchCerts(): Promise<{ dir: string; ca: CertAndKey; clien
  * Runs the gateway (`src/cli/serve.ts`) in its own process, so the benchmark's clients do not share its event
  * loop, and resolves once its port accepts connections. `stop()` sends SIGTERM and waits for the exit.
  */
-export async function startGatewayProcess(databaseUrl: string, certDir: string, env: Record<string, string> = {}): Promise<{ port: number; process: ChildProcess; stop(): Promise<void> }> {
+export async function startGatewayProcess(
+  databaseUrl: string,
+  certDir: string,
+  env: Record<string, string> = {},
+  opts: { grantAll?: readonly string[] } = {},
+): Promise<{ port: number; process: ChildProcess; stop(): Promise<void> }> {
   const port = 18443 + Math.floor(Math.random() * 2000);
   // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=var/prof", profiles the gateway alone.
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -32,7 +37,7 @@ export async function startGatewayProcess(databaseUrl: string, certDir: string, 
   const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
     await migrate(db);
-    await grant(db, 'bench', null);
+    for (const p of opts.grantAll ?? ['bench']) await grant(db, p, null);
   } finally {
     await db.end();
   }
@@ -55,8 +60,10 @@ export async function startGatewayProcess(databaseUrl: string, certDir: string, 
     port,
     process: child,
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return; // already gone (e.g. killed by a test)
+      const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
-      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+      await exited;
     },
   };
 }

@@ -81,6 +81,11 @@ export class Grants {
     return Object.freeze({ all: row?.all === true, slus: new Set(row?.slus ?? []) });
   }
 
+  /** Identities with a watcher (connected stream clients' partners): for leak checks. */
+  get watching(): number {
+    return this.watchers.size;
+  }
+
   /** Calls `fn` with the partner's new access after each change of its grants. Returns the unwatch function. */
   watch(p: PartnerIdentity, fn: (a: Access) => void): () => void {
     const key = Grants.key(p);

@@ -19,6 +19,8 @@ export interface SessionLimits {
   readonly maxBufferBytes: number;
   /** Rows per catch-up page (one frame each). */
   readonly catchUpPageRows: number;
+  /** Largest text frame a client may send, bytes (bigger: close 1009 with a reason). */
+  readonly maxPayloadBytes: number;
   /** Malformed messages tolerated before closing with 4400. */
   readonly maxBadMessages: number;
   /** Send a progress frame (cursor only) to an idle client at most this often, ms. */
@@ -203,6 +205,11 @@ export class Session implements Subscriber {
     if (this.closed) return;
     if (isBinary) {
       this.close('SLUICE_ERR_BINARY', 'binary frames are not accepted; send JSON text frames');
+      return;
+    }
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
+    if (size > this.limits.maxPayloadBytes) {
+      this.close('SLUICE_ERR_FRAME_TOO_LARGE', `a frame of ${size} bytes; at most ${this.limits.maxPayloadBytes}`);
       return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');

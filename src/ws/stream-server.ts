@@ -21,8 +21,6 @@ export interface StreamServerOptions extends SessionLimits {
   readonly maxConnectionsPerPartner: number;
   /** Path of the endpoint, e.g. /cityxchange/stream. */
   readonly path: string;
-  /** Largest text frame a client may send, bytes. */
-  readonly maxPayloadBytes: number;
   /** Ping interval; a client that has not answered the previous ping is dropped, ms. */
   readonly heartbeatMs: number;
 }
@@ -45,7 +43,10 @@ export function createStreamServer(deps: {
   opts: StreamServerOptions;
 }) {
   const { hub, pool, cache, grants, log, opts } = deps;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false, clientTracking: true });
+  // Two tiers: frames up to 4x the limit (or 64 KiB) are read and refused by the session with a reasoned 1009;
+  // beyond that ws stops reading at once (1009 without a reason), so no client can make us buffer more.
+  const hardMaxPayload = Math.max(4 * opts.maxPayloadBytes, 64 * 1024);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: hardMaxPayload, perMessageDeflate: false, clientTracking: true });
   const sessions = new Map<WebSocket, Session>();
   // Connections per partner CN, counted from the start of the upgrade (so a burst cannot overshoot the cap).
   const perPartner = new Map<string, number>();

@@ -11,6 +11,7 @@ import { startTestGateway } from '../setup/gateway.ts';
 import { freePort } from '../setup/global-setup.ts';
 import { createTestPki, type TestPki } from '../setup/pki.ts';
 import { startTcpProxy } from '../setup/tcp-proxy.ts';
+import { httpsClient } from '../setup/https-client.ts';
 import { StreamClient } from '../setup/ws-client.ts';
 
 let pki: TestPki;
@@ -67,6 +68,15 @@ describe('PostgreSQL restarted mid-stream', () => {
     const down = await readyz(g);
     expect(down.status).toBe(503);
     expect(down.body.listener).toBe('reconnecting');
+    // Down for 10 s, as operators see in a failover: REST answers 503 in bounded time, streams stay open.
+    const downAt = Date.now();
+    const rest = httpsClient({ port: g.port, ca: pki.ca.certPem, client: partner });
+    const during503 = await rest.get('/cityxchange/rows?slu_id=1&cnt=1');
+    expect(during503.status).toBe(503);
+    expect(during503.json()).toMatchObject({ code: 'SLUICE_ERR_DB_UNAVAILABLE' });
+    await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (Date.now() - downAt))));
+    expect((await readyz(g)).status).toBe(503);
+    expect(a.closeCode).toBeUndefined();
 
     embedded = await startEmbeddedPostgres({ dir, port, ephemeral: true });
     // Writers get in before the gateway's LISTEN is back: only the catch-up can deliver these.
@@ -86,8 +96,10 @@ describe('PostgreSQL restarted mid-stream', () => {
     expect(a.readings.map((r) => r.v1)).toEqual(all.filter((r) => r.slu_id === 1).map((r) => r.v1));
     expect(g.listener.reconnects).toBeGreaterThanOrEqual(1);
     await expect.poll(async () => (await readyz(g)).status, { timeout: 5000 }).toBe(200);
+    expect((await rest.get('/cityxchange/rows?slu_id=1&cnt=1')).status).toBe(200);
+    rest.close();
     await Promise.all([a.close(), b.close()]);
-  });
+  }, 60_000);
 });
 
 describe('gateway cut off from the database while writers continue', () => {
