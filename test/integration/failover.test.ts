@@ -108,5 +108,17 @@ describe('gateway killed with SIGKILL under load', () => {
       expect(c.reconnects).toBe(1);
     }
     await Promise.all(clients.map((c) => c.close()));
+
+    // SIGTERM on the survivor: clients are told to reconnect elsewhere (1012), and the process exits 0 promptly.
+    const last = new StreamClient(b.port, { ca: pki.ca.certPem, client: partner, query: 'slu_id=1' });
+    await last.next('subscribed', 0);
+    const exited = new Promise<number | null>((r) => b.process.once('exit', (code) => r(code)));
+    const t0 = Date.now();
+    b.process.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await last.until(() => last.closeCode !== undefined, 'the close frame');
+    expect(last.closeCode).toBe(1012);
+    expect(last.closeReason).toContain('SLUICE_ERR_GOING_AWAY');
   }, 60_000);
 });
