@@ -4,7 +4,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LATEST_SQL } from '../src/db/latest.ts';
-import { benchCerts, startGatewayProcess } from './lib/gateway-process.ts';
+import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
 import { READING_COLUMNS } from '../src/format/reading.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { benchCerts, startGatewayProcess } from './lib/gateway-process.ts';
+import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 

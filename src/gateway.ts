@@ -22,6 +22,7 @@ import { Feed } from './stream/feed.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
 import { TlsReloader } from './tls/tls-reloader.ts';
+import { processStats } from './ops/process-stats.ts';
 import type { PartnerIdentity } from './tls/identity.ts';
 import { createStreamServer, type StreamServer } from './ws/stream-server.ts';
 
@@ -186,6 +187,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       let dbOk = true;
       feed.on('error', () => (dbOk = false));
       feed.on('batch', () => (dbOk = true));
+      const stats = processStats();
       const ops = await startOpsServer({
         host: config.OPS_HOST,
         port: config.OPS_PORT,
@@ -195,6 +197,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           listener: listener.state,
           listenerReconnects: listener.reconnects,
           streamClients: stream.clients,
+          process: stats(),
         }),
       });
       opsPort = ops.port;

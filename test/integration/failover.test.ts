@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayProcess } from '../../bench/lib/gateway-process.ts';
+import { startGatewayProcess } from '../../src/loadtest/gateway-process.ts';
 import type { CertAndKey } from '../../src/tls/certificates.ts';
 import { createTestDatabase, insertReadings, type TestDatabase } from '../setup/db.ts';
 import { createTestPki, type TestPki } from '../setup/pki.ts';

@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { grant } from '../../src/access/grant-store.ts';
-import { migrate } from '../../src/db/migrate.ts';
-import { createCa, issueCert, type CertAndKey } from '../../src/tls/certificates.ts';
+import { grant } from '../access/grant-store.ts';
+import { migrate } from '../db/migrate.ts';
+import { createCa, issueCert, type CertAndKey } from '../tls/certificates.ts';
 
 /** A throwaway CA, server certificate (files, for the gateway) and one partner certificate (for clients). */
 export async function benchCerts(): Promise<{ dir: string; ca: CertAndKey; client: CertAndKey }> {
@@ -29,8 +30,8 @@ export async function startGatewayProcess(
   certDir: string,
   env: Record<string, string> = {},
   opts: { grantAll?: readonly string[] } = {},
-): Promise<{ port: number; process: ChildProcess; stop(): Promise<void> }> {
-  const port = 18443 + Math.floor(Math.random() * 2000);
+): Promise<{ port: number; opsPort: number; process: ChildProcess; stop(): Promise<void> }> {
+  const [port, opsPort] = [await freePort(), await freePort()];
   // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=var/prof", profiles the gateway alone.
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   // The benchmark partner ('bench') may read every SLU; rate limits would measure themselves, so they are off.
@@ -41,10 +42,10 @@ export async function startGatewayProcess(
   } finally {
     await db.end();
   }
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/serve.ts'], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', fileURLToPath(new URL('../cli/serve.ts', import.meta.url))], {
     env: {
       ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${certDir}/ca.crt`,
-      TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: '0', REST_RATE_LIMIT: '0', ...env,
+      TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: String(opsPort), REST_RATE_LIMIT: '0', ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -58,6 +59,7 @@ export async function startGatewayProcess(
   }
   return {
     port,
+    opsPort,
     process: child,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return; // already gone (e.g. killed by a test)
@@ -66,4 +68,16 @@ export async function startGatewayProcess(
       await exited;
     },
   };
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
