@@ -23,6 +23,7 @@ import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
 import { TlsReloader } from './tls/tls-reloader.ts';
 import { processStats } from './ops/process-stats.ts';
+import { Metrics } from './ops/metrics.ts';
 import type { PartnerIdentity } from './tls/identity.ts';
 import { createStreamServer, type StreamServer } from './ws/stream-server.ts';
 
@@ -94,9 +95,14 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     for (const r of await latestPerSlu(pool, cache)) latest.offer(r.formatted.sluId, r.t, r.id, r.formatted);
     const hub = new Hub((err) => log.error({ err }, 'stream subscriber failed'));
     hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
+    let onPublished: ((seconds: number) => void) | undefined;
     feed.on('batch', (batch) => {
       latest.offerAll(batch.readings);
       hub.publish(batch);
+      if (batch.readings.length > 0 && notifiedAt !== undefined) {
+        onPublished?.((performance.now() - notifiedAt) / 1000);
+        notifiedAt = undefined;
+      }
     });
     feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
 
@@ -105,7 +111,12 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       log,
     );
     const grants = new Grants(pool, log);
-    listener.on('notify', () => feed.wake());
+    // Commit -> send: from the first NOTIFY since the last published read to the end of publishing it.
+    let notifiedAt: number | undefined;
+    listener.on('notify', () => {
+      notifiedAt ??= performance.now();
+      feed.wake();
+    });
     listener.on('grant', (partner) => grants.changed(partner));
     listener.on('listening', () => {
       feed.wake(); // catch up on whatever committed while LISTEN was down
@@ -137,6 +148,15 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     });
     closers.push(() => tls.close());
     const isRevoked = (p: PartnerIdentity) => tls.current.isDenied(p);
+    const metrics = new Metrics({
+      pool,
+      streamPartners: function* () {
+        for (const s of stream?.sessions() ?? []) yield s.partner.cn;
+      },
+      hubStats: () => hub.stats,
+      listenerReconnects: () => listener.reconnects,
+    });
+    onPublished = (seconds) => metrics.notifyToSend.observe(seconds);
 
     const app = buildRestApp({
       pool,
@@ -144,6 +164,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       basePath: config.BASE_PATH,
       https: tlsServerOptions(tls.current),
       isRevoked,
+      metrics,
       timeMaxRows: config.TIME_MAX_ROWS,
       rateLimitPerSecond: config.REST_RATE_LIMIT,
       cache,
@@ -163,6 +184,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       cache,
       grants,
       isRevoked,
+      metrics,
       log,
       opts: {
         path: `${config.BASE_PATH}/stream`,
@@ -199,6 +221,14 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           streamClients: stream.clients,
           process: stats(),
         }),
+        extra: (req, res) => {
+          if ((req.url ?? '').split('?')[0] !== '/metrics') return false;
+          metrics.text().then(
+            (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+            (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}`),
+          );
+          return true;
+        },
       });
       opsPort = ops.port;
       closers.push(() => ops.close());

@@ -30,7 +30,7 @@ export class Hub {
   private readonly members = new Set<Subscriber>();
   private cursorText = '';
   /** Counters for metrics and tests. */
-  readonly stats = { batches: 0, framesSent: 0, readingsOut: 0 };
+  readonly stats = { batches: 0, framesSent: 0, readingsOut: 0, readingsIn: 0 };
 
   /** The cursor of the last batch: where a client connecting now starts. */
   get currentCursor(): string {
@@ -82,6 +82,7 @@ export class Hub {
 
   publish(batch: Batch): void {
     this.stats.batches++;
+    this.stats.readingsIn += batch.readings.length;
     const cursorText = encodeCursor(batch.cursor);
     this.cursorText = cursorText;
     // Decide each subscriber's path once per batch: a slow one may turn fast while handling this very batch,

@@ -7,7 +7,9 @@ import { errorBody, SluiceError, toSluiceError } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, type Access, type Grants } from '../access/grants.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
+import { registerDashboard } from './routes/dashboard.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -33,6 +35,8 @@ export interface RestDeps {
   readonly cache: ReadingCache;
   /** True for a revoked certificate (CRL or deny-list): checked on every request, not only at the handshake. */
   readonly isRevoked: (p: PartnerIdentity) => boolean;
+  /** Prometheus metrics (REST latency per route, refusals); optional. */
+  readonly metrics?: Metrics;
   /** Grants per partner. */
   readonly grants: Grants;
   /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
@@ -70,17 +74,20 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
     req.partner = id;
     if (deps.isRevoked(id)) {
       req.log.warn({ partner: id.cn, serial: id.serial }, 'refused: certificate revoked');
+      deps.metrics?.refusals.inc({ code: 'SLUICE_ERR_CERT_REVOKED' });
       return sendError(reply, new SluiceError('SLUICE_ERR_CERT_REVOKED'));
     }
     const access = await deps.grants.accessOf(id);
     if (!hasAnyAccess(access)) {
       req.log.warn({ partner: id.cn, fingerprint: id.fingerprint256, url: req.url }, 'refused: partner has no grants');
+      deps.metrics?.refusals.inc({ code: 'SLUICE_ERR_NO_GRANTS' });
       return sendError(reply, new SluiceError('SLUICE_ERR_NO_GRANTS', `partner "${id.cn}" has no access to any SLU; ask the operator for a grant`));
     }
     req.access = access;
   });
 
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    deps.metrics?.restDuration.observe({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     req.log.info(
       { partner: req.partner?.cn, method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
       'request',
@@ -115,11 +122,13 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
           keyGenerator: (req) => req.partner.cn,
           errorResponseBuilder: (req, ctx) => {
             req.log.warn({ partner: req.partner.cn, limit: ctx.max }, 'refused: rate limit');
+            deps.metrics?.refusals.inc({ code: 'SLUICE_ERR_RATE_LIMITED' });
             return new SluiceError('SLUICE_ERR_RATE_LIMITED', `more than ${ctx.max} requests per second from partner "${req.partner.cn}"; retry in ${ctx.after}`);
           },
         });
       }
       await registerReadingRoutes(scoped, deps);
+      await registerDashboard(scoped, deps.basePath);
     },
     { prefix: deps.basePath },
   );

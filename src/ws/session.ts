@@ -10,6 +10,7 @@ import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.
 import { covers, visibleIn, type Snapshot } from '../stream/snapshot.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, mayRead, type Access } from '../access/grants.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import { errorFrame, parseClientMessage, readingsFrame } from './protocol.ts';
 
 export interface SessionLimits {
@@ -60,6 +61,7 @@ export class Session implements Subscriber {
     private readonly cache: ReadingCache,
     private readonly limits: SessionLimits,
     private readonly log: Logger,
+    private readonly metrics?: Metrics,
   ) {
     this.wantsAll = sluIds === null;
     this.sluIds = sluIds === null ? allOf(access) : new Set(sluIds.filter((id) => mayRead(access, id)));
@@ -115,6 +117,7 @@ export class Session implements Subscriber {
       return;
     }
     this.mode = 'catching-up';
+    let replayed = 0;
     this.hub.add(this); // buffer live batches from now on
     this.sendRaw(this.subscribedFrame(encodeCursor(since)));
     try {
@@ -122,9 +125,11 @@ export class Session implements Subscriber {
         if (this.closed) return;
         // Filtered again: a grant may have been revoked while this catch-up ran.
         const readings = rows.map((r) => toStreamReading(r, this.cache)).filter((r) => this.wants(r.sluId));
+        replayed += readings.length;
         this.sendReadings(readings.map((r) => r.json), encodeCursor(cursor));
       });
       if (this.closed) return;
+      this.metrics?.catchUpRows.observe(replayed);
       this.floor = q;
       this.lastCursorText = encodeCursor({ kind: 'settled', s: q });
       this.mode = 'live';
@@ -267,6 +272,7 @@ export class Session implements Subscriber {
     this.closed = true;
     this.hub.remove(this);
     const wsCode = ErrorCodes[code].wsClose || 1011;
+    this.metrics?.streamCloses.inc({ code });
     this.log.info({ partner: this.partner.cn, code, wsCode }, 'closing stream');
     this.ws.close(wsCode, truncateReason(`${code}: ${reason}`));
     // A peer that does not read will not read the close frame either: do not wait for it.

@@ -7,6 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { errorBody, SluiceError, STATUS_TEXT, toSluiceError } from '../errors.ts';
 import { hasAnyAccess, mayRead, type Access, type Grants } from '../access/grants.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
@@ -39,6 +40,7 @@ export function createStreamServer(deps: {
   grants: Grants;
   /** True when the certificate is revoked (CRL deny-list), checked at every upgrade (TLS resumption skips the handshake check). */
   isRevoked?: (p: PartnerIdentity) => boolean;
+  metrics?: Metrics;
   log: Logger;
   opts: StreamServerOptions;
 }) {
@@ -61,22 +63,22 @@ export function createStreamServer(deps: {
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://x');
     if (url.pathname !== opts.path && url.pathname !== opts.path + '/') {
-      return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`));
+      return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`), {}, deps.metrics);
     }
     const partner = identityOf(req.socket as TLSSocket);
-    if (!partner) return refuse(socket, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'));
+    if (!partner) return refuse(socket, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'), {}, deps.metrics);
     if (deps.isRevoked?.(partner)) {
       log.warn({ partner: partner.cn, serial: partner.serial }, 'refused: certificate revoked');
-      return refuse(socket, new SluiceError('SLUICE_ERR_CERT_REVOKED'));
+      return refuse(socket, new SluiceError('SLUICE_ERR_CERT_REVOKED'), {}, deps.metrics);
     }
     if (total >= opts.maxConnections) {
       log.warn({ partner: partner.cn, total }, 'refused: gateway at its stream connection cap');
-      return refuse(socket, new SluiceError('SLUICE_ERR_SERVER_FULL', `this gateway holds its maximum of ${opts.maxConnections} stream connections; retry later or another gateway`), { 'Retry-After': '5' });
+      return refuse(socket, new SluiceError('SLUICE_ERR_SERVER_FULL', `this gateway holds its maximum of ${opts.maxConnections} stream connections; retry later or another gateway`), { 'Retry-After': '5' }, deps.metrics);
     }
     const mine = perPartner.get(partner.cn) ?? 0;
     if (mine >= opts.maxConnectionsPerPartner) {
       log.warn({ partner: partner.cn, connections: mine }, 'refused: partner at its stream connection cap');
-      return refuse(socket, new SluiceError('SLUICE_ERR_PARTNER_CONNECTIONS', `partner "${partner.cn}" already has ${mine} stream connections (the maximum); close one first`), { 'Retry-After': '5' });
+      return refuse(socket, new SluiceError('SLUICE_ERR_PARTNER_CONNECTIONS', `partner "${partner.cn}" already has ${mine} stream connections (the maximum); close one first`), { 'Retry-After': '5' }, deps.metrics);
     }
     total++;
     perPartner.set(partner.cn, mine + 1);
@@ -85,7 +87,7 @@ export function createStreamServer(deps: {
         if (!hasAnyAccess(access)) {
           release(partner.cn);
           log.warn({ partner: partner.cn, fingerprint: partner.fingerprint256 }, 'refused: partner has no grants');
-          return refuse(socket, new SluiceError('SLUICE_ERR_NO_GRANTS', `partner "${partner.cn}" has no access to any SLU; ask the operator for a grant`));
+          return refuse(socket, new SluiceError('SLUICE_ERR_NO_GRANTS', `partner "${partner.cn}" has no access to any SLU; ask the operator for a grant`), {}, deps.metrics);
         }
         accept(req, socket, head, url, partner, access);
       },
@@ -93,7 +95,7 @@ export function createStreamServer(deps: {
         release(partner.cn);
         const e = toSluiceError(err);
         if (e.status >= 500 && e.code !== 'SLUICE_ERR_DB_UNAVAILABLE') log.error({ err, partner: partner.cn }, 'grant lookup failed');
-        refuse(socket, e);
+        refuse(socket, e, {}, deps.metrics);
       },
     );
   };
@@ -104,7 +106,7 @@ export function createStreamServer(deps: {
       const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
       const sinceText = url.searchParams.get('since');
       const since = sinceText === null ? undefined : decodeCursor(sinceText);
-      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, pool, cache, opts, log);
+      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, pool, cache, opts, log, deps.metrics);
       sessions.set(ws, session);
       const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
       // A change between the lookup above and watch(): the cached promise is already the new access then.
@@ -173,7 +175,8 @@ function cursorError(): SluiceError {
 }
 
 /** Answers an upgrade with a plain HTTP error (the same JSON body as REST errors) and closes the socket. */
-function refuse(socket: Duplex, err: SluiceError, headers: Record<string, string> = {}): void {
+function refuse(socket: Duplex, err: SluiceError, headers: Record<string, string> = {}, metrics?: Metrics): void {
+  if (err.status < 500 || err.code === 'SLUICE_ERR_SERVER_FULL') metrics?.refusals.inc({ code: err.code });
   if (socket.destroyed) return;
   const json = JSON.stringify(errorBody(err));
   const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');

@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { mayRead } from '../../access/grants.ts';
+import { SLUICE_VERSION } from '../../version.ts';
+import { openApiDocument } from '../openapi.ts';
 import { SluiceError } from '../../errors.ts';
 import { rangeRows } from '../../db/range.ts';
 import { newestRows } from '../../db/rows.ts';
@@ -11,19 +13,23 @@ const JSON_TYPE = 'application/json';
 
 /** The three legacy endpoints, exactly as the partner API document prints them. */
 export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps): Promise<void> {
+  // The contract, generated from the zod schemas in openapi.ts (built once: it never changes at runtime).
+  const openapi = JSON.stringify(openApiDocument(deps.basePath, SLUICE_VERSION));
+  app.get('/openapi.json', async (_req, reply) => reply.type(JSON_TYPE).send(openapi));
+
   app.get('/latest', async (req, reply) => {
     return reply.type(JSON_TYPE).send(await deps.latest(req.access));
   });
 
   app.get('/rows', async (req, reply) => {
     const { sluId, cnt } = parseRowsQuery(req.query as Record<string, unknown>);
-    assertGranted(req, sluId);
+    assertGranted(req, sluId, deps);
     return reply.type(JSON_TYPE).send(wrapperJson(await newestRows(deps.pool, deps.cache, sluId, cnt), sluId));
   });
 
   app.get('/time', async (req, reply) => {
     const { sluId, begin, end, before } = parseTimeQuery(req.query as Record<string, unknown>);
-    assertGranted(req, sluId);
+    assertGranted(req, sluId, deps);
     const page = await rangeRows(deps.pool, deps.cache, { sluId, beginS: begin, endS: end, limit: deps.timeMaxRows, ...(before ? { before } : {}) });
     if (page.next) {
       // Same body shape as ever (legacy clients just see 10000 rows); headers say there is more and where.
@@ -35,8 +41,9 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
 }
 
 /** 403 naming the SLU, after the parameters were found valid (a malformed request is a 400 whoever sends it). */
-function assertGranted(req: FastifyRequest, sluId: number): void {
+function assertGranted(req: FastifyRequest, sluId: number, deps: RestDeps): void {
   if (mayRead(req.access, sluId)) return;
+  deps.metrics?.refusals.inc({ code: 'SLUICE_ERR_SLU_FORBIDDEN' });
   req.log.warn({ partner: req.partner.cn, slu_id: sluId, url: req.url }, 'refused: SLU not granted');
   throw new SluiceError('SLUICE_ERR_SLU_FORBIDDEN', `partner "${req.partner.cn}" is not granted slu_id ${sluId}`, { parameter: 'slu_id' });
 }

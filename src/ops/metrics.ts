@@ -1,0 +1,79 @@
+import client from 'prom-client';
+import type pg from 'pg';
+
+/** What the metrics read at scrape time from the rest of the gateway. */
+export interface MetricSources {
+  readonly pool: pg.Pool;
+  /** Partner CN of every connected stream client. */
+  readonly streamPartners: () => Iterable<string>;
+  readonly hubStats: () => { readonly batches: number; readonly framesSent: number; readonly readingsOut: number; readonly readingsIn: number };
+  readonly listenerReconnects: () => number;
+}
+
+/**
+ * Prometheus metrics (prom-client) on the ops port. Counters the gateway already keeps (hub, listener) are read
+ * at scrape time rather than double-counted; the rest are observed where they happen.
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  /** Commit (its NOTIFY reaching the gateway) to the frame handed to the sockets, seconds, per database read. */
+  readonly notifyToSend: client.Histogram;
+  /** Rows replayed per resume (since=) and per listener catch-up. */
+  readonly catchUpRows: client.Histogram;
+  /** Stream connections closed by the gateway, by catalogue code (slow consumers: SLUICE_ERR_SLOW_CONSUMER). */
+  readonly streamCloses: client.Counter<'code'>;
+  /** Requests and upgrades refused, by catalogue code (grants, revocations, limits). */
+  readonly refusals: client.Counter<'code'>;
+  readonly restDuration: client.Histogram<'route' | 'status'>;
+
+  constructor(src: MetricSources) {
+    const r = this.registry;
+    client.collectDefaultMetrics({ register: r, prefix: 'sluice_' });
+    new client.Gauge({
+      name: 'sluice_stream_clients', help: 'Connected stream clients per partner (certificate CN).', labelNames: ['partner'], registers: [r],
+      collect() {
+        this.reset();
+        const n = new Map<string, number>();
+        for (const p of src.streamPartners()) n.set(p, (n.get(p) ?? 0) + 1);
+        for (const [partner, v] of n) this.set({ partner }, v);
+      },
+    });
+    const fromStats = (name: string, help: string, read: () => number) =>
+      new client.Counter({ name, help, registers: [r], collect() { this.reset(); this.inc(read()); } });
+    fromStats('sluice_readings_in_total', 'Readings read from the table by the feed.', () => src.hubStats().readingsIn);
+    fromStats('sluice_readings_out_total', 'Readings sent to stream clients (one per client that got it).', () => src.hubStats().readingsOut);
+    fromStats('sluice_frames_out_total', 'Reading frames sent to stream clients.', () => src.hubStats().framesSent);
+    fromStats('sluice_feed_batches_total', 'Database reads of the feed that were published.', () => src.hubStats().batches);
+    fromStats('sluice_listener_reconnects_total', 'Times the LISTEN connection was re-established.', src.listenerReconnects);
+    new client.Gauge({
+      name: 'sluice_pg_notification_queue_usage', help: 'pg_notification_queue_usage(): fraction of the NOTIFY queue in use (trouble near 1).', registers: [r],
+      async collect() {
+        try {
+          const res = await src.pool.query<{ u: number }>('select pg_notification_queue_usage() as u');
+          this.set(Number(res.rows[0]?.u ?? 0));
+        } catch {
+          this.set(Number.NaN); // database unreachable: shown as NaN rather than a stale value
+        }
+      },
+    });
+    this.notifyToSend = new client.Histogram({
+      name: 'sluice_notify_to_send_seconds', help: 'From a commit\'s NOTIFY arriving to its readings being written to the client sockets.', registers: [r],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    });
+    this.catchUpRows = new client.Histogram({ name: 'sluice_catch_up_rows', help: 'Rows replayed per stream resume.', registers: [r], buckets: [0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000] });
+    this.streamCloses = new client.Counter({ name: 'sluice_stream_closes_total', help: 'Stream connections closed by the gateway, by code.', labelNames: ['code'], registers: [r] });
+    this.refusals = new client.Counter({ name: 'sluice_refusals_total', help: 'Requests and upgrades refused, by code.', labelNames: ['code'], registers: [r] });
+    this.restDuration = new client.Histogram({
+      name: 'sluice_rest_request_duration_seconds', help: 'REST request duration by route and status.', labelNames: ['route', 'status'], registers: [r],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grant } from '../../src/access/grant-store.ts';
+import type { Gateway } from '../../src/gateway.ts';
+import type { CertAndKey } from '../../src/tls/certificates.ts';
+import { createTestDatabase, insertReadings, type TestDatabase } from '../setup/db.ts';
+import { startTestGateway } from '../setup/gateway.ts';
+import { createTestPki, type TestPki } from '../setup/pki.ts';
+
+// Real headless Chromium (Debian's), presenting a partner certificate through playwright's clientCertificates.
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p)) ?? process.env.CHROMIUM_PATH;
+if (!CHROMIUM) console.warn('browser tests skipped: no chromium found. Install it with `apt-get install chromium` (or set CHROMIUM_PATH).');
+
+describe.skipIf(!CHROMIUM)('live dashboard in Chromium', () => {
+  let db: TestDatabase;
+  let pki: TestPki;
+  let gateway: Gateway;
+  let viewer: CertAndKey;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    [db, pki] = await Promise.all([createTestDatabase(), createTestPki()]);
+    viewer = await pki.client('viewer');
+    ({ gateway } = await startTestGateway(db.url, pki, {}, { grantAll: [] }));
+    await grant(db.pool, 'viewer', 1);
+    await grant(db.pool, 'viewer', 2);
+    await insertReadings(db.pool, [
+      { slu_id: 1, v1: 231, a1: 16.6, p1: 0.944, t: '2026-11-24 05:00:00' },
+      { slu_id: 2, v1: 229, a1: 8.5, p1: 0.93 },
+      { slu_id: 3, v1: 999, a1: 1, p1: 1 }, // not granted: must never show
+    ]);
+    browser = await chromium.launch({ executablePath: CHROMIUM as string, args: ['--no-sandbox'] });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await gateway?.close();
+    await db?.drop();
+    await pki?.close();
+  });
+
+  it('shows only granted SLUs, a reading inserted in PostgreSQL appears within a second, and a chart draws', async () => {
+    const origin = `https://localhost:${gateway.port}`;
+    const context = await browser.newContext({
+      ignoreHTTPSErrors: true, // the test CA is not in Chromium's trust store; the client certificate is what matters here
+      clientCertificates: [{ origin, cert: Buffer.from(viewer.certPem), key: Buffer.from(viewer.keyPem) }],
+      viewport: { width: 1400, height: 800 },
+    });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin}/cityxchange/`);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    await page.waitForSelector('tr[data-slu="2"]');
+    expect(await page.$$eval('#slus tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.slu))).toEqual(['1', '2']);
+    expect(await page.textContent('#slus')).not.toContain('999');
+
+    await insertReadings(db.pool, [{ slu_id: 2, v1: 237, a1: 9.25, p1: 0.97 }]);
+    const t0 = Date.now();
+    await page.waitForFunction(() => document.querySelector('tr[data-slu="2"]')?.textContent?.includes('237'), undefined, { timeout: 1000 });
+    expect(Date.now() - t0).toBeLessThan(1000);
+
+    await page.click('tr[data-slu="1"]');
+    await page.waitForSelector('#charts .uplot', { timeout: 5000 });
+    expect(await page.$$eval('#charts .uplot', (els) => els.length)).toBe(3);
+    await mkdir('test-artifacts', { recursive: true });
+    await page.screenshot({ path: 'test-artifacts/dashboard.png', fullPage: true });
+    expect(errors).toEqual([]);
+    await context.close();
+  }, 60_000);
+
+  it('a browser without a grant gets the 403 JSON, not the page', async () => {
+    const stranger = await pki.client('stranger');
+    const origin = `https://localhost:${gateway.port}`;
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, clientCertificates: [{ origin, cert: Buffer.from(stranger.certPem), key: Buffer.from(stranger.keyPem) }] });
+    const page = await context.newPage();
+    const res = await page.goto(`${origin}/cityxchange/`);
+    expect(res?.status()).toBe(403);
+    expect(await page.textContent('body')).toContain('SLUICE_ERR_NO_GRANTS');
+    await context.close();
+  }, 30_000);
+});
