@@ -206,7 +206,7 @@ export class SluiceClient extends EventEmitter<{
 
 const num = (s: string | null | undefined) => (s === null || s === undefined ? null : Number(s));
 
-/** p/k/a strings to numbers (the legacy format is exact for float4), t to a UTC Date. */
+/** p/k/a strings to numbers as printed (9 significant digits: Math.fround() of one gives the stored float4 exactly), t to a UTC Date (microseconds dropped). */
 export function toNumeric(r: Reading): NumericReading {
   return {
     slu_id: r.slu_id, t: new Date(r.t.replace(' ', 'T') + 'Z'),
