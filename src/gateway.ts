@@ -105,6 +105,9 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       }
     });
     feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
+    const idleSweep = setInterval(() => hub.sweepIdle(), Math.min(1000, Math.max(20, config.WS_PROGRESS_MS / 2)));
+    idleSweep.unref();
+    closers.push(() => clearInterval(idleSweep));
 
     const listener = new Listener(
       { connectionString: databaseUrl, retryBaseMs: config.LISTEN_RETRY_BASE_MS, retryCapMs: config.LISTEN_RETRY_CAP_MS, healthCheckMs: config.LISTEN_HEALTHCHECK_MS },

@@ -213,3 +213,20 @@ describe('graceful shutdown', () => {
     expect(r.readings.map((x) => x.v1)).toEqual(during.map((x) => x.v1));
   });
 });
+
+describe('idle clients', () => {
+  it('get progress frames with a fresher cursor while other SLUs are busy', async () => {
+    const { gateway: g } = await startTestGateway(db.url, pki, { WS_PROGRESS_MS: '200' });
+    try {
+      const idle = new StreamClient(g.port, { ca: pki.ca.certPem, client: partner, query: 'slu_id=999' });
+      clients.push(idle);
+      const first = await idle.next('subscribed');
+      await insertReadings(db.pool, readings(1, 3));
+      const progress = await idle.next('progress');
+      expect(progress.cursor).not.toBe(first.cursor);
+      expect(idle.readings).toHaveLength(0);
+    } finally {
+      await g.close();
+    }
+  });
+});
