@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import type { FormattedReading } from '../format/reading.ts';
+import { legacyT, type FormattedReading } from '../format/reading.ts';
 import { readingsByIdAligned } from './readings-by-id.ts';
 
 /**
@@ -15,7 +15,7 @@ export const LATEST_SQL = `with recursive s(sid) as (
     select (select r.slu_id from slu_reading r where r.slu_id > s.sid order by r.slu_id limit 1)
     from s where s.sid is not null
   )
-  select l.id::text, to_char(l.t, 'YYYY-MM-DD HH24:MI:SS.US') from s cross join lateral (
+  select l.id::text, l.t::text from s cross join lateral (
     select r.id, r.t from slu_reading r where r.slu_id = s.sid order by r.t desc, r.id desc limit 1
   ) l`;
 
@@ -26,7 +26,7 @@ export async function latestPerSlu(db: pg.Pool, cache: ReadingCache): Promise<Ar
   const out: Array<{ id: number; t: string; formatted: FormattedReading }> = [];
   res.rows.forEach(([id, t], i) => {
     const formatted = readings[i];
-    if (formatted) out.push({ id: Number(id), t, formatted });
+    if (formatted) out.push({ id: Number(id), t: legacyT(t), formatted });
   });
   return out;
 }

@@ -38,6 +38,9 @@ export function createPool(opts: PoolOptions, log?: Logger): pg.Pool {
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     application_name: opts.applicationName ?? 'sluice',
+    // Timestamps are read as text (legacyT() pads them): make sure the server prints them in ISO form,
+    // whatever the database's or role's DateStyle is.
+    options: '-c DateStyle=ISO,YMD',
     types: sluiceTypes,
   });
   pool.on('error', (err) => log?.warn({ err: err.message }, 'idle database connection lost'));

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatReading, READING_COLUMNS, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { formatReading, legacyT, READING_COLUMNS, type FormattedReading, type ReadingRow } from '../format/reading.ts';
 
 /** A reading as a range query returns it: its id and t (legacy text) for paging marks, and its formatted form. */
 export interface KeyedReading {
@@ -9,7 +9,7 @@ export interface KeyedReading {
   readonly formatted: FormattedReading;
 }
 
-const KEY_COLUMNS = `r.id::text, to_char(r.t, 'YYYY-MM-DD HH24:MI:SS.US')`;
+const KEY_COLUMNS = `r.id::text, r.t::text`;
 
 /**
  * One range query in two forms over the same `from … where … order by … limit` tail: keys only, and keys with
@@ -39,7 +39,7 @@ export async function readThroughCache(db: pg.Pool | pg.PoolClient, cache: Readi
     const [id, t] = keys.rows[i] as [string, string];
     const formatted = cache.get(id);
     if (!formatted) break;
-    out[i] = { id, t, formatted };
+    out[i] = { id, t: legacyT(t), formatted };
   }
   if (i === keys.rows.length) return out;
 
@@ -51,6 +51,6 @@ export async function readThroughCache(db: pg.Pool | pg.PoolClient, cache: Readi
       formatted = formatReading(row as unknown as ReadingRow);
       cache.set(id, formatted);
     }
-    return { id, t: row[9] as string, formatted };
+    return { id, t: legacyT(row[9] as string), formatted };
   });
 }

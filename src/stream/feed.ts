@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { catchUpPage, currentSnapshot, readSince, type StreamRow } from '../db/since.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatReading, latestJson, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { formatReading, latestJson, legacyT, type FormattedReading, type ReadingRow } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
 import type { Cursor } from './cursor.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -51,7 +51,7 @@ export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamRead
     formatted = formatReading(row as unknown as ReadingRow);
     cache.set(idText, formatted);
   }
-  return { id: Number(idText), xid: Number(row[15]), sluId: row[13], t: row[9], formatted, json: latestJson(formatted) };
+  return { id: Number(idText), xid: Number(row[15]), sluId: row[13], t: legacyT(row[9]), formatted, json: latestJson(formatted) };
 }
 
 /**

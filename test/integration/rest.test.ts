@@ -31,6 +31,8 @@ const B = '/cityxchange';
 
 beforeAll(async () => {
   [db, pki] = await Promise.all([createTestDatabase(), createTestPki()]);
+  // A database whose DateStyle is not ISO: the gateway must print t in the legacy form regardless.
+  await db.pool.query(`alter database "${db.name}" set datestyle = 'SQL, DMY'`);
   ({ gateway, logs } = await startTestGateway(db.url, pki));
   client = httpsClient({ port: gateway.port, ca: pki.ca.certPem, client: await pki.client('acme-energy') });
   await insertReadings(db.pool, [...SEED_LATEST, ...SEED_ROWS.map((r) => ({ ...r, slu_id: 1 }))]);

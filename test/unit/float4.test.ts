@@ -49,3 +49,13 @@ describe('formatFloat4 (legacy %.9g of a float4)', () => {
     expect(formatFloat4('1e-45')).toBe('1.40129846e-45');
   });
 });
+
+describe('legacyT', () => {
+  it('pads PostgreSQL timestamp text to the legacy six fraction digits', async () => {
+    const { legacyT } = await import('../../src/format/reading.ts');
+    expect(legacyT('2023-01-27 17:00:06')).toBe('2023-01-27 17:00:06.000000');
+    expect(legacyT('2023-01-27 17:00:06.5')).toBe('2023-01-27 17:00:06.500000');
+    expect(legacyT('2023-01-27 17:00:06.46194')).toBe('2023-01-27 17:00:06.461940');
+    expect(legacyT('2023-01-27 17:00:06.461941')).toBe('2023-01-27 17:00:06.461941');
+  });
+});
