@@ -10,6 +10,7 @@ export interface KeyedReading {
 }
 
 const KEY_COLUMNS = `r.id::text, r.t::text`;
+const ID_COLUMN = `r.id::text`;
 
 /**
  * One range query in two forms over the same `from … where … order by … limit` tail: keys only, and keys with
@@ -21,8 +22,16 @@ export interface RangeQuery {
   readonly fullSql: string;
 }
 
-export function rangeQuery(name: string, tail: string): RangeQuery {
-  return { name, keysSql: `select ${KEY_COLUMNS} ${tail}`, fullSql: `select ${READING_COLUMNS}, r.id::text ${tail}` };
+/** `withT: false` when no caller needs t from the keys (no paging mark): PostgreSQL then returns ids only. */
+export function rangeQuery(name: string, tail: string, opts: { withT?: boolean } = {}): RangeQuery {
+  return { name, keysSql: `select ${opts.withT === false ? ID_COLUMN : KEY_COLUMNS} ${tail}`, fullSql: `select ${READING_COLUMNS}, r.id::text ${tail}` };
+}
+
+/** The keys form's rows: [id] or [id, t] (t in PostgreSQL's text form). */
+export type KeyRows = ReadonlyArray<readonly [string, string?]>;
+
+export async function fetchKeys(db: pg.Pool | pg.PoolClient, q: RangeQuery, values: unknown[]): Promise<KeyRows> {
+  return (await db.query<[string, string?]>({ name: `${q.name}_keys`, rowMode: 'array', text: q.keysSql, values })).rows;
 }
 
 /**
@@ -31,17 +40,23 @@ export function rangeQuery(name: string, tail: string): RangeQuery {
  * driver (15 text columns per row not produced, sent nor parsed); the full form reads the values from the index,
  * never the heap. The full form's rows are the answer when it runs (a consistent, possibly newer, view).
  */
-export async function readThroughCache(db: pg.Pool | pg.PoolClient, cache: ReadingCache, q: RangeQuery, values: unknown[]): Promise<KeyedReading[]> {
-  const keys = await db.query<[string, string]>({ name: `${q.name}_keys`, rowMode: 'array', text: q.keysSql, values });
-  const out: KeyedReading[] = new Array(keys.rows.length);
+export async function readThroughCache(
+  db: pg.Pool | pg.PoolClient,
+  cache: ReadingCache,
+  q: RangeQuery,
+  values: unknown[],
+  prefetched?: KeyRows,
+): Promise<KeyedReading[]> {
+  const keys = prefetched ?? (await fetchKeys(db, q, values));
+  const out: KeyedReading[] = new Array(keys.length);
   let i = 0;
-  for (; i < keys.rows.length; i++) {
-    const [id, t] = keys.rows[i] as [string, string];
+  for (; i < keys.length; i++) {
+    const [id, t] = keys[i] as readonly [string, string?];
     const formatted = cache.get(id);
     if (!formatted) break;
-    out[i] = { id, t: legacyT(t), formatted };
+    out[i] = { id, t: t === undefined ? '' : legacyT(t), formatted };
   }
-  if (i === keys.rows.length) return out;
+  if (i === keys.length) return out;
 
   const full = await db.query<[...ReadingRow, string]>({ name: `${q.name}_full`, rowMode: 'array', text: q.fullSql, values });
   return full.rows.map((row) => {

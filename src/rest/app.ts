@@ -29,6 +29,8 @@ export interface RestDeps {
   readonly https: import('node:https').ServerOptions;
   /** REST requests per second per partner before 429; 0 = unlimited. */
   readonly rateLimitPerSecond: number;
+  /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
+  readonly bodyCacheBytes?: number;
   /** Rows per /time page. */
   readonly timeMaxRows: number;
   /** Formatted readings by id, shared with the stream. */

@@ -4,7 +4,8 @@ import { SLUICE_VERSION } from '../../version.ts';
 import { openApiDocument } from '../openapi.ts';
 import { SluiceError } from '../../errors.ts';
 import { rangeRows } from '../../db/range.ts';
-import { newestRows } from '../../db/rows.ts';
+import { newestIds, newestRows } from '../../db/rows.ts';
+import { BodyCache } from '../body-cache.ts';
 import { wrapperJson } from '../../format/reading.ts';
 import type { RestDeps } from '../app.ts';
 import { encodePageMark, parseRowsQuery, parseTimeQuery } from '../params.ts';
@@ -17,6 +18,8 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
   const openapi = JSON.stringify(openApiDocument(deps.basePath, SLUICE_VERSION));
   app.get('/openapi.json', async (_req, reply) => reply.type(JSON_TYPE).send(openapi));
 
+  const bodies = new BodyCache(deps.bodyCacheBytes ?? 64 * 1024 * 1024);
+
   app.get('/latest', async (req, reply) => {
     return reply.type(JSON_TYPE).send(await deps.latest(req.access));
   });
@@ -24,7 +27,16 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
   app.get('/rows', async (req, reply) => {
     const { sluId, cnt } = parseRowsQuery(req.query as Record<string, unknown>);
     assertGranted(req, sluId, deps);
-    return reply.type(JSON_TYPE).send(wrapperJson(await newestRows(deps.pool, deps.cache, sluId, cnt), sluId));
+    const ids = await newestIds(deps.pool, sluId, cnt);
+    const key = `${sluId}:${cnt}`;
+    let body = bodies.get(key, ids);
+    if (!body) {
+      const rows = await newestRows(deps.pool, deps.cache, sluId, cnt, ids);
+      body = Buffer.from(wrapperJson(rows.map((r) => r.formatted), sluId));
+      // Stored under the ids it was built from (a cache miss reads afresh, possibly newer than `ids`).
+      bodies.set(key, rows.map((r) => [r.id] as const), body);
+    }
+    return reply.type(JSON_TYPE).send(body);
   });
 
   app.get('/time', async (req, reply) => {
