@@ -10,6 +10,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.ts';
 import { ReadingCache } from './format/reading-cache.ts';
 import { Hub } from './hub/hub.ts';
 import { LatestStore } from './hub/latest-store.ts';
+import { Freshness } from './hub/freshness.ts';
 import { Listener } from './listen/listener.ts';
 import { Grants } from './access/grants.ts';
 import { grant } from './access/grant-store.ts';
@@ -91,13 +92,48 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     const feed = new Feed(pool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS });
     const start = await feed.start();
     closers.push(() => feed.close());
-    const latest = new LatestStore();
+    let latest = new LatestStore();
     for (const r of await latestPerSlu(pool, cache)) latest.offer(r.formatted.sluId, r.t, r.id, r.formatted);
+    const freshness = new Freshness();
+    // After a DELETE/UPDATE/TRUNCATE (or a LISTEN outage, which may have hidden one) the latest store is rebuilt
+    // by a new scan; batches that arrive meanwhile go to both stores, so the new one misses nothing.
+    let rebuilding: LatestStore | undefined;
+    let rebuild: Promise<void> | undefined;
+    let rebuildAgain = false;
+    const rebuildLatest = (): void => {
+      if (rebuild) {
+        rebuildAgain = true;
+        return;
+      }
+      rebuild = (async () => {
+        do {
+          rebuildAgain = false;
+          const next = new LatestStore();
+          rebuilding = next;
+          try {
+            for (const r of await latestPerSlu(pool, cache)) next.offer(r.formatted.sluId, r.t, r.id, r.formatted);
+            latest = next;
+          } catch (err) {
+            log.warn({ err: (err as Error).message }, 'could not rebuild the latest-reading store; keeping the previous one until the next change');
+          }
+        } while (rebuildAgain);
+      })().finally(() => {
+        rebuilding = undefined;
+        rebuild = undefined;
+      });
+    };
+    const readingsChanged = (why: string): void => {
+      freshness.invalidate();
+      log.info({ why }, 'readings changed other than by insert: rebuilding in-memory state');
+      rebuildLatest();
+    };
     const hub = new Hub((err) => log.error({ err }, 'stream subscriber failed'));
     hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
     let onPublished: ((seconds: number) => void) | undefined;
     feed.on('batch', (batch) => {
       latest.offerAll(batch.readings);
+      rebuilding?.offerAll(batch.readings);
+      freshness.onBatch(batch.readings);
       hub.publish(batch);
       if (batch.readings.length > 0 && notifiedAt !== undefined) {
         onPublished?.((performance.now() - notifiedAt) / 1000);
@@ -121,9 +157,16 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       feed.wake();
     });
     listener.on('grant', (partner) => grants.changed(partner));
+    listener.on('change', (op) => readingsChanged(op));
+    let listenedBefore = false;
     listener.on('listening', () => {
       feed.wake(); // catch up on whatever committed while LISTEN was down
-      grants.changed(); // and reload grants: their notifications may have been missed too
+      if (!listenedBefore) {
+        listenedBefore = true;
+        return;
+      }
+      grants.changed(); // and reload grants and derived state: their notifications may have been missed too
+      readingsChanged('LISTEN reconnected');
     });
     await listener.start();
     closers.push(() => listener.close());
@@ -170,6 +213,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       metrics,
       timeMaxRows: config.TIME_MAX_ROWS,
       rateLimitPerSecond: config.REST_RATE_LIMIT,
+      fresh: { freshness, sync: () => feed.sync(), reliable: () => listener.state === 'listening' },
       cache,
       grants,
       latest: async (access) => {

@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 
 /** The NOTIFY channel the trigger in sql/002_stream.sql uses. */
 export const CHANNEL = 'sluice_reading';
+/** Readings changed other than by INSERT (sql/005_reading_changes.sql): derived state must be rebuilt. */
+export const CHANGE_CHANNEL = 'sluice_reading_change';
 /** The NOTIFY channel of grant changes (sql/004_partner_grant.sql); same connection, one LISTEN each. */
 export const GRANT_CHANNEL = 'sluice_grant';
 
@@ -17,6 +19,8 @@ export interface ListenerEvents {
   notify: [];
   /** A partner's grants changed (payload: the partner name). */
   grant: [string];
+  /** Readings were deleted, updated or truncated (payload: the operation). */
+  change: [string];
   state: [ListenerState];
 }
 
@@ -78,6 +82,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.sub.events.on('error', (err) => this.log.error({ err: err.message }, 'LISTEN connection error'));
     this.sub.events.on('notification', (n) => {
       if (n.channel === GRANT_CHANNEL) this.emit('grant', String(n.payload));
+      else if (n.channel === CHANGE_CHANNEL) this.emit('change', String(n.payload));
       else this.emit('notify');
     });
   }
@@ -97,6 +102,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     await this.sub.connect();
     await this.sub.listenTo(CHANNEL);
     await this.sub.listenTo(GRANT_CHANNEL);
+    await this.sub.listenTo(CHANGE_CHANNEL);
     this.setState('listening');
     this.emit('listening');
   }

@@ -8,6 +8,7 @@ import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, type Access, type Grants } from '../access/grants.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { Freshness } from '../hub/freshness.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
 import { registerDashboard } from './routes/dashboard.ts';
 
@@ -29,6 +30,11 @@ export interface RestDeps {
   readonly https: import('node:https').ServerOptions;
   /** REST requests per second per partner before 429; 0 = unlimited. */
   readonly rateLimitPerSecond: number;
+  /**
+   * What lets /rows answer from a stored body without querying: the feed's per-SLU freshness, a read-your-writes
+   * sync (a feed read started after the call), and whether notifications are flowing (LISTEN up).
+   */
+  readonly fresh?: { readonly freshness: Freshness; sync(): Promise<void>; reliable(): boolean };
   /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
   readonly bodyCacheBytes?: number;
   /** Rows per /time page. */

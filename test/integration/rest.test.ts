@@ -99,6 +99,32 @@ describe('GET /rows', () => {
   });
 });
 
+describe('in-memory answers stay right', () => {
+  it('/rows is read-your-writes for every insert (stored bodies are dropped when their SLU gets a reading)', async () => {
+    for (let i = 0; i < 25; i++) {
+      await insertReadings(db.pool, [{ slu_id: 41, v1: 1000 + i }]);
+      const body = (await client.get(`${B}/rows?slu_id=41&cnt=3`)).json<{ data: Array<{ v1: number }> }>();
+      expect(body.data[0]?.v1).toBe(1000 + i);
+      expect(body.data).toHaveLength(Math.min(3, i + 1));
+    }
+  });
+
+  it('/rows and /latest follow a DELETE (sql/005 notifies it; the gateway drops and rebuilds its state)', async () => {
+    await insertReadings(db.pool, [
+      { slu_id: 42, v1: 1, t: '2024-01-01 00:00:01' },
+      { slu_id: 42, v1: 2, t: '2024-01-01 00:00:02' },
+    ]);
+    expect((await client.get(`${B}/rows?slu_id=42&cnt=5`)).json<{ data: Array<{ v1: number }> }>().data.map((r) => r.v1)).toEqual([2, 1]);
+    const newest = () => client.get(`${B}/latest`).then((r) => r.json<Array<{ slu_id: number; v1: number }>>().find((x) => x.slu_id === 42)?.v1);
+    expect(await newest()).toBe(2);
+    await db.pool.query(`delete from slu_reading where slu_id = 42 and v1 = 2`);
+    await expect.poll(async () => (await client.get(`${B}/rows?slu_id=42&cnt=5`)).json<{ data: Array<{ v1: number }> }>().data.map((r) => r.v1), { timeout: 3000 }).toEqual([1]);
+    await expect.poll(newest, { timeout: 3000 }).toBe(1);
+    await db.pool.query(`delete from slu_reading where slu_id = 42`);
+    await expect.poll(newest, { timeout: 3000 }).toBeUndefined();
+  });
+});
+
 describe('GET /time', () => {
   it('returns begin <= t <= end (Unix seconds, inclusive), newest first', async () => {
     const begin = Date.parse('2023-01-27T16:59:06.290986Z') / 1000; // not an integer: round to the bounds

@@ -27,14 +27,25 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
   app.get('/rows', async (req, reply) => {
     const { sluId, cnt } = parseRowsQuery(req.query as Record<string, unknown>);
     assertGranted(req, sluId, deps);
-    const ids = await newestIds(deps.pool, sluId, cnt);
     const key = `${sluId}:${cnt}`;
-    let body = bodies.get(key, ids);
+    const fresh = deps.fresh;
+    if (fresh?.reliable()) {
+      // A body built earlier is still the answer if, once every commit before this request has reached the feed,
+      // no batch since the body's mark touched this SLU and nothing was deleted or updated: no query at all.
+      const hit = bodies.peek(key);
+      if (hit?.mark) {
+        await fresh.sync();
+        if (fresh.reliable() && fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
+      }
+    }
+    const mark = fresh?.freshness.mark(); // before the query: the body will hold everything the feed had by now
+    const ids = await newestIds(deps.pool, sluId, cnt);
+    let body = bodies.get(key, ids, mark);
     if (!body) {
       const rows = await newestRows(deps.pool, deps.cache, sluId, cnt, ids);
       body = Buffer.from(wrapperJson(rows.map((r) => r.formatted), sluId));
       // Stored under the ids it was built from (a cache miss reads afresh, possibly newer than `ids`).
-      bodies.set(key, rows.map((r) => [r.id] as const), body);
+      bodies.set(key, rows.map((r) => [r.id] as const), body, mark);
     }
     return reply.type(JSON_TYPE).send(body);
   });
