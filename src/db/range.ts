@@ -11,10 +11,11 @@ export interface PageMark {
 
 const RANGE_WHERE = `r.slu_id = $1 and r.t >= (to_timestamp($2) at time zone 'utc') and r.t <= (to_timestamp($3) at time zone 'utc')`;
 /** rangeRows' queries, first and following pages (exported for the plan test). */
-export const RANGE_QUERY = rangeQuery('sluice_range', `from slu_reading r where ${RANGE_WHERE} order by r.t desc, r.id desc limit $4`);
+export const RANGE_QUERY = rangeQuery('sluice_range', `from slu_reading r where ${RANGE_WHERE} order by r.t desc, r.id desc limit $4`, { limitIndex: 3 });
 export const RANGE_PAGE_QUERY = rangeQuery(
   'sluice_range_page',
   `from slu_reading r where ${RANGE_WHERE} and (r.t, r.id) < ($5::timestamp, $6::bigint) order by r.t desc, r.id desc limit $4`,
+  { limitIndex: 3 },
 );
 
 /**

@@ -17,6 +17,11 @@ export class ReadingCache {
     if (!Number.isInteger(capacity) || capacity < 0) throw new TypeError(`ReadingCache capacity must be a non-negative integer, got ${capacity}`);
   }
 
+  /** Whether `id` is cached, without counting a hit or promoting it. */
+  peek(id: string): FormattedReading | undefined {
+    return this.young.get(id) ?? this.old.get(id);
+  }
+
   get(id: string): FormattedReading | undefined {
     let f = this.young.get(id);
     if (f) {
