@@ -84,9 +84,10 @@ async function rawBroadcast() {
 
 // ---------- (c) sluice end to end
 async function sluice() {
-  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn' });
+  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000' });
   const port = gw.port;
   const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
+  let warmBatches = 0;
   const lat: number[] = [];
   let delivered = 0;
   const seen = new Set<number>();
@@ -101,7 +102,7 @@ async function sluice() {
       if (seen.has(key)) dups++;
       seen.add(key);
       const c = commitAt.get(r.v1);
-      if (c !== undefined) lat.push(now - c);
+      if (c !== undefined && r.v1 > warmBatches) lat.push(now - c);
     }
   });
   const writer = new pg.Pool({ connectionString: url, max: 4 });
@@ -110,7 +111,9 @@ async function sluice() {
   let batch = 0;
   let readingNo = 0;
   let expected = 0;
-  const end = Date.now() + DURATION_MS;
+  // The first 2 s warm up the gateway's JIT and the clients; their latencies are not counted (deliveries are).
+  const warmUntil = Date.now() + 2000;
+  const end = warmUntil + DURATION_MS;
   const inflight: Array<Promise<unknown>> = [];
   while (Date.now() < end) {
     const tickStart = Date.now();
@@ -124,13 +127,38 @@ async function sluice() {
       ).then(() => commitAt.set(b, performance.now())),
     );
     expected += perTick * Math.max(1, Math.floor(SUBS / SLUS));
+    if (tickStart < warmUntil) warmBatches = b;
     const wait = 10 - (Date.now() - tickStart);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
   await Promise.all(inflight);
   const settle = Date.now() + 5000;
   while (delivered < expected && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
-  const rateResult = { latency: summary(lat), delivered, expected, dups, rate: (readingNo / DURATION_MS) * 1000 };
+  const rateResult = { latency: summary(lat), delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000 };
+
+  // Sustained delivery: the same 1,000 subscribers, writers as fast as they go (one reading per SLU per
+  // statement), deliveries per second until the last one arrived: comparable with the raw broadcast's rate.
+  const deliveredBefore = delivered;
+  let pushed = 0;
+  const s0 = performance.now();
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    while (performance.now() - s0 < 5000) {
+      const base = 1_000_000 + pushed; // taken before the await: concurrent writers get distinct v2 ranges
+      pushed += SLUS;
+      await writer.query(`insert into slu_reading (slu_id, p1, k1, a1, v1, v2, v3) select $1 + n, 0.95, 1000, 16.6, 0, $3::int + n, 230 from generate_series(0, $2::int - 1) n`, [SLU_BASE, SLUS, base]);
+    }
+  }));
+  const wantDeliveries = deliveredBefore + pushed * Math.max(1, Math.floor(SUBS / SLUS));
+  let lastAt = performance.now();
+  const sDeadline = Date.now() + 20_000;
+  for (let seenNow = delivered; delivered < wantDeliveries && Date.now() < sDeadline; ) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (delivered !== seenNow) {
+      seenNow = delivered;
+      lastAt = performance.now();
+    }
+  }
+  const sustained = { perSec: ((delivered - deliveredBefore) * 1000) / (lastAt - s0), complete: delivered >= wantDeliveries };
 
   // Ingest: bulk statements as fast as 4 writers go, one all-SLU subscriber counting.
   let got = 0;
@@ -155,23 +183,22 @@ async function sluice() {
   all.terminate();
   await writer.end();
   await gw.stop();
-  return { rateResult, ingest: { perSec: inserted / ingestSecs, inserted, got } };
+  return { rateResult, sustained, ingest: { perSec: inserted / ingestSecs, inserted, got } };
 }
 
 console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s\n`);
 const a = await rawListen();
 const b = await rawBroadcast();
 const c = await sluice();
-const deliveredPerSec = (c.rateResult.delivered / DURATION_MS) * 1000;
 printTable(
   ['measure', 'sluice', 'raw limit (same run)', 'ratio', 'target'],
   [
     ['commit -> client p50', `${fmt(c.rateResult.latency.p50)} ms`, `NOTIFY -> LISTEN p50 ${fmt(a.latency.p50)} ms`, `${fmt(c.rateResult.latency.p50 / a.latency.p50, 1)}x`, '<= 2 ms'],
     ['commit -> client p99', `${fmt(c.rateResult.latency.p99)} ms`, `NOTIFY -> LISTEN p99 ${fmt(a.latency.p99)} ms`, `${fmt(c.rateResult.latency.p99 / a.latency.p99, 1)}x`, '<= 10 ms'],
-    ['delivered readings/s', fmt(deliveredPerSec, 0), `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s`, `${fmt((deliveredPerSec / b.readingsPerSec) * 100, 0)}%`, `>= 60% of raw (at ${RATE}/s offered)`],
+    ['sustained delivery, readings/s to the subscribers', `${fmt(c.sustained.perSec, 0)}${c.sustained.complete ? '' : ' (INCOMPLETE)'}`, `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s`, `${fmt((c.sustained.perSec / b.readingsPerSec) * 100, 0)}%`, '>= 60% of raw'],
     ['ingest with zero loss', `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)`, `LISTEN ${fmt(a.perSec, 0)} notifications/s`, '-', '>= 50,000/s, loss 0'],
   ],
 );
-console.log(`fixed-rate run: offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
+console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
 await pool.end();
 await embedded?.close();

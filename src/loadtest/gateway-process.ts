@@ -49,6 +49,10 @@ export async function startGatewayProcess(
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  // Never leave a gateway behind when the benchmark or test that started it dies.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => process.off('exit', reap));
   for (let i = 0; ; i++) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));

@@ -67,6 +67,11 @@ export interface LoadTestReport {
   /** Of every client but the --slow ones (whose lateness is self-inflicted, reported apart). */
   readonly latency: { count: number; p50Ms: number; p90Ms: number; p99Ms: number; p999Ms: number; maxMs: number; slowClientsP99Ms: number };
   readonly series: SecondSample[];
+  /**
+   * The gateways' own share of the latency: from a commit's NOTIFY arriving to its readings handed to the sockets
+   * (sluice_notify_to_send_seconds, per database read), as bucket fractions and interpolated percentiles.
+   */
+  readonly inGateway: { batches: number; p50Ms: number; p99Ms: number; under1ms: number; under2ms: number; under10ms: number };
   readonly clients: { total: number; complete: number; lost: number; extra: number; outOfOrder: number; reconnects: number; slowReconnects: number; closes: Record<string, number> };
   /** Zero loss, zero duplicates/reorderings. */
   readonly ok: boolean;
@@ -219,6 +224,7 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
     for (const w of workers) w.postMessage({ type: 'finish', perSlu: [...sim.perSlu], drainMs: o.drainMs ?? 15_000 });
     while (reports.length < workers.length) await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
+    const inGateway = await notifyToSend(gateways.map((g) => g.opsPort));
 
     const total = newHist();
     const slowTotal = newHist();
@@ -256,6 +262,7 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
         slowClientsP99Ms: ms(slowTotal.getValueAtPercentile(99)),
       },
       series,
+      inGateway,
       clients,
       ok: clients.lost === 0 && clients.extra === 0 && clients.outOfOrder === 0,
       perClient,
@@ -265,4 +272,33 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
     await Promise.all(gateways.map((g) => g.stop()));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Reads and merges the gateways' sluice_notify_to_send_seconds histograms. */
+async function notifyToSend(opsPorts: readonly number[]): Promise<LoadTestReport['inGateway']> {
+  const buckets = new Map<number, number>();
+  for (const port of opsPorts) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+    for (const m of text.matchAll(/^sluice_notify_to_send_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)) {
+      const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]);
+      buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
+    }
+  }
+  const les = [...buckets.keys()].sort((a, b) => a - b);
+  const total = buckets.get(Number.POSITIVE_INFINITY) ?? 0;
+  const frac = (le: number) => (total ? (buckets.get(le) ?? 0) / total : 0);
+  // Linear interpolation inside the bucket that holds the quantile (Prometheus' histogram_quantile).
+  const quantile = (q: number) => {
+    let prevLe = 0;
+    let prevCount = 0;
+    for (const le of les) {
+      const c = buckets.get(le) ?? 0;
+      if (c >= q * total) return Number.isFinite(le) ? (prevLe + ((le - prevLe) * (q * total - prevCount)) / Math.max(1, c - prevCount)) * 1000 : prevLe * 1000;
+      prevLe = le;
+      prevCount = c;
+    }
+    return 0;
+  };
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  return { batches: total, p50Ms: r2(quantile(0.5)), p99Ms: r2(quantile(0.99)), under1ms: r2(frac(0.001)), under2ms: r2(frac(0.002)), under10ms: r2(frac(0.01)) };
 }
