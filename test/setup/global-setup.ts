@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/loadtest/gateway-process.ts';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
@@ -16,17 +16,8 @@ declare module 'vitest' {
   }
 }
 
-/** A free TCP port on loopback (the embedded server needs a fixed one). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+// A free TCP port on loopback (the embedded server needs a fixed one): the load test's helper.
+export { freePort };
 
 let embedded: EmbeddedPostgres | undefined;
 let dataDir: string | undefined;
