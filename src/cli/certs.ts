@@ -38,6 +38,7 @@ try {
       ...(values.rsa ? { keyType: 'rsa' as const } : {}),
     });
     console.log(`partner ${partner}:\n  ${b.crt}\n  ${b.key}\n  ${b.p12}  (password in ${b.p12PasswordFile})`);
+    console.log(`a certificate grants nothing by itself: npm run partners -- grant ${partner} <slu_ids|all>`);
   } else if (cmd === 'revoke' && partner) {
     const crt = path.join(paths.clientsDir, `${partner}.crt`);
     const serial = new X509Certificate(await readFile(crt)).serialNumber;
