@@ -208,7 +208,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       pool,
       log,
       basePath: config.BASE_PATH,
-      https: tlsServerOptions(tls.current),
+      https: tlsServerOptions(tls.current, { sessionTickets: config.TLS_SESSION_TICKETS }),
       isRevoked,
       metrics,
       timeMaxRows: config.TIME_MAX_ROWS,

@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from 'node:crypto';
 import type { ServerOptions } from 'node:https';
 import type { TlsMaterial } from './tls-material.ts';
 
@@ -5,11 +6,15 @@ import type { TlsMaterial } from './tls-material.ts';
  * HTTPS options that make a client certificate mandatory: no certificate, one from another CA, an expired one,
  * or one in the CRL fails the handshake itself (rejectUnauthorized), before any HTTP is spoken.
  */
-export function tlsServerOptions(material: TlsMaterial): ServerOptions {
+export function tlsServerOptions(material: TlsMaterial, opts: { sessionTickets: boolean }): ServerOptions {
   return {
     ...material.options,
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
+    // Without tickets a TLS 1.3 connection holds ~13 KiB less (OpenSSL keeps the issued tickets' state: 41 vs
+    // 54 KiB per connection measured), and no session from before a revocation can ever be resumed. The cost: a
+    // full handshake on every reconnect, which with ECDSA P-256 keys is cheap.
+    ...(opts.sessionTickets ? {} : { secureOptions: cryptoConstants.SSL_OP_NO_TICKET }),
   };
 }

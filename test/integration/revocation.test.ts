@@ -51,7 +51,8 @@ beforeAll(async () => {
   denyFile = path.join(pki.dir, 'deny.txt');
   await writeFile(crlFile, await createCrl(pki.ca, [serialOf(revokedAtStart)]));
   await writeFile(denyFile, '# fingerprints refused at every request\n');
-  ({ gateway, logs } = await startTestGateway(db.url, pki, { TLS_CRL: crlFile, TLS_DENYLIST: denyFile, TLS_WATCH: 'true' }));
+  // Session tickets on (they are off by default): the harder case, a session from before the revocation.
+  ({ gateway, logs } = await startTestGateway(db.url, pki, { TLS_CRL: crlFile, TLS_DENYLIST: denyFile, TLS_WATCH: 'true', TLS_SESSION_TICKETS: 'true' }));
 });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
@@ -78,6 +79,7 @@ describe('revocation', () => {
     expect((await keepAlive.get('/cityxchange/latest')).status).toBe(200);
     const first = await attempt(acme);
     expect(first.session).toBeDefined();
+    expect((await attempt(acme, first.session)).reused).toBe(true); // resumption works before the revocation
 
     // The operator publishes a new CRL; the file watcher reloads it (no SIGHUP needed).
     await writeFile(crlFile, await createCrl(pki.ca, [serialOf(revokedAtStart), serialOf(acme)]));

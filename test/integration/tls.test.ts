@@ -84,6 +84,24 @@ describe('mutual TLS', () => {
     }
   });
 
+  it('issues no session tickets by default: every connection is a full handshake with a certificate check', async () => {
+    const x = await pki.client('x');
+    const first = await new Promise<Buffer | undefined>((resolve) => {
+      let session: Buffer | undefined;
+      const socket = tls.connect({ host: '127.0.0.1', servername: 'localhost', port: gateway.port, ca: pki.ca.certPem, cert: x.certPem, key: x.keyPem });
+      socket.on('session', (s: Buffer) => (session = s));
+      socket.on('secureConnect', () => socket.write('GET /cityxchange/latest HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+      socket.on('data', () => undefined);
+      socket.on('close', () => resolve(session));
+    });
+    if (first) {
+      const socket = tls.connect({ host: '127.0.0.1', servername: 'localhost', port: gateway.port, ca: pki.ca.certPem, cert: x.certPem, key: x.keyPem, session: first });
+      await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      expect(socket.isSessionReused()).toBe(false);
+      socket.destroy();
+    }
+  });
+
   it('serves the whole certificate chain so clients can verify the server with the CA alone', async () => {
     const x = await pki.client('x');
     const socket = tls.connect({ host: '127.0.0.1', servername: 'localhost', port: gateway.port, ca: pki.ca.certPem, cert: x.certPem, key: x.keyPem });
