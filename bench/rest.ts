@@ -8,7 +8,7 @@ import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process
 import { READING_COLUMNS } from '../src/format/reading.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
-import { formatReading, latestArrayJson, wrapperJson, type ReadingRow } from '../src/format/reading.ts';
+import { formatReading, latestArrayJson, unpackReading, wrapperJson, type ReadingRow } from '../src/format/reading.ts';
 import { RANGE_QUERY } from '../src/db/range.ts';
 import { ROWS_QUERY } from '../src/db/rows.ts';
 
@@ -142,7 +142,7 @@ const rowsDb = await direct(ROWS_QUERY.keysSql, (i) => [sluAt(i), 100], 16, DURA
 const time = await load(timePaths, 1, DURATION_MS);
 // The gateway's reading cache (READING_CACHE_SIZE) is smaller than the heavy SLUs' 200,000 readings, so most
 // /time requests above ran cold: compare with the same full query (values from the covering index) + format.
-const timeDb = await direct(RANGE_QUERY.fullSql, (i) => [heavyAt(i), 0, timeEnd(i), 10_001], 1, DURATION_MS, (r, i) => wrapperJson(r.map((x) => formatReading(x)), heavyAt(i)));
+const timeDb = await direct(RANGE_QUERY.fullSql, (i) => [heavyAt(i), 0, timeEnd(i), 10_001], 1, DURATION_MS, (r, i) => wrapperJson(r.map((x) => formatReading(unpackReading((x as unknown as [string])[0]).row)), heavyAt(i)));
 const LEGACY_ROWS = `select ${READING_COLUMNS} from slu_reading r where r.slu_id = $1 order by r.t desc, r.id desc limit $2`;
 const rowsLegacy = await direct(LEGACY_ROWS, (i) => [sluAt(i), 100], 16, DURATION_MS, (r, i) => wrapperJson(r.map(formatReading), sluAt(i)));
 const timeRows = 10_000;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatReading, legacyT, READING_COLUMNS, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { formatReading, legacyT, PACKED_READING, unpackReading, type FormattedReading } from '../format/reading.ts';
 
 /** A reading as a range query returns it: its id and t (legacy text) for paging marks, and its formatted form. */
 export interface KeyedReading {
@@ -29,7 +29,7 @@ export function rangeQuery(name: string, tail: string, opts: { withT?: boolean; 
   return {
     name, limitIndex: opts.limitIndex,
     keysSql: `select ${opts.withT === false ? ID_COLUMN : KEY_COLUMNS} ${tail}`,
-    fullSql: `select ${READING_COLUMNS}, r.id::text ${tail}`,
+    fullSql: `select ${PACKED_READING} ${tail}`,
   };
 }
 
@@ -78,14 +78,14 @@ export async function readThroughCache(
     if (i === keys.length) return out;
   }
 
-  const full = await db.query<[...ReadingRow, string]>({ name: `${q.name}_full`, rowMode: 'array', text: q.fullSql, values });
-  return full.rows.map((row) => {
-    const id = row[14] as string;
+  const full = await db.query<[string]>({ name: `${q.name}_full`, rowMode: 'array', text: q.fullSql, values });
+  return full.rows.map(([packed]) => {
+    const { row, id } = unpackReading(packed);
     let formatted = cache.get(id);
     if (!formatted) {
-      formatted = formatReading(row as unknown as ReadingRow);
+      formatted = formatReading(row);
       cache.set(id, formatted);
     }
-    return { id, t: legacyT(row[9] as string), formatted };
+    return { id, t: legacyT(row[9]), formatted };
   });
 }

@@ -15,6 +15,25 @@ export const READING_COLUMNS =
   "r.p1, r.p2, r.p3, r.k1, r.k2, r.k3, r.a1, r.a2, r.a3, r.t::text as t, r.v1, r.v2, r.v3, r.slu_id";
 
 /**
+ * READING_COLUMNS and the id packed into one text column: `p1,…,a3,t,v1,v2,v3,slu_id,id`, NULL as an empty
+ * field (no value contains a comma). For large pages: the driver's cost is per column, and a 10,000-row /time
+ * page read 25-29 ms this way against 34-48 ms as 15 columns (measured, bench database).
+ */
+export const PACKED_READING =
+  "concat_ws(',', " +
+  ['p1', 'p2', 'p3', 'k1', 'k2', 'k3', 'a1', 'a2', 'a3'].map((c) => `coalesce(r.${c}::text, '')`).join(', ') +
+  ", r.t::text, coalesce(r.v1::text, ''), coalesce(r.v2::text, ''), coalesce(r.v3::text, ''), r.slu_id, r.id)";
+
+/** A PACKED_READING value back into a ReadingRow and the reading's id. */
+export function unpackReading(packed: string): { row: ReadingRow; id: string } {
+  const f = packed.split(',');
+  const real = (i: number) => ((f[i] as string) === '' ? null : (f[i] as string));
+  const int = (i: number) => ((f[i] as string) === '' ? null : Number(f[i]));
+  const row = [real(0), real(1), real(2), real(3), real(4), real(5), real(6), real(7), real(8), f[9] as string, int(10), int(11), int(12), Number(f[13])] as unknown as ReadingRow;
+  return { row, id: f[14] as string };
+}
+
+/**
  * The legacy t ("YYYY-MM-DD HH:MM:SS.ffffff") from PostgreSQL's timestamp text output (DateStyle ISO, set on
  * every pooled connection), which drops trailing zeros of the fraction. Cheaper than to_char() in SQL by far:
  * to_char took 33 of 54 ms of a 10,000-row /time query.

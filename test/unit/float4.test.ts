@@ -59,3 +59,12 @@ describe('legacyT', () => {
     expect(legacyT('2023-01-27 17:00:06.461941')).toBe('2023-01-27 17:00:06.461941');
   });
 });
+
+describe('packed readings', () => {
+  it('round-trip NULLs, integers and the legacy columns in order', async () => {
+    const { unpackReading } = await import('../../src/format/reading.ts');
+    const { row, id } = unpackReading('0.944,,0.93,56468.7,,,16.6,8.5,,2023-03-01 08:38:08.489041,232,,0,5,123456789012');
+    expect(row).toEqual(['0.944', null, '0.93', '56468.7', null, null, '16.6', '8.5', null, '2023-03-01 08:38:08.489041', 232, null, 0, 5]);
+    expect(id).toBe('123456789012');
+  });
+});
