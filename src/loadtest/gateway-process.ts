@@ -36,6 +36,7 @@ export async function startGatewayProcess(
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   // The benchmark partner ('bench') may read every SLU; rate limits would measure themselves, so they are off.
   const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  db.on('error', () => undefined); // a client closing while the server restarts: nothing to do
   try {
     await migrate(db);
     for (const p of opts.grantAll ?? ['bench']) await grant(db, p, null);

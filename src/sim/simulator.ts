@@ -64,9 +64,12 @@ export async function runSimulator(opts: SimulatorOptions): Promise<SimSummary> 
   const base = opts.sluBase ?? 1;
   const seed = opts.seed ?? 1;
   const models = Array.from({ length: opts.slus }, (_, i) => new SluModel(base + i, seed, opts.outageRate));
+  let failure: unknown;
   const clients = await Promise.all(
     Array.from({ length: writers }, async () => {
       const c = new pg.Client({ connectionString: opts.databaseUrl, application_name: 'sluice-simulate' });
+      // A lost connection fails the writer's next query (and so the run) instead of crashing the process.
+      c.on('error', (err: Error) => (failure ??= err));
       await c.connect();
       return c;
     }),
@@ -78,7 +81,6 @@ export async function runSimulator(opts: SimulatorOptions): Promise<SimSummary> 
   let statements = 0;
   let next = 0; // round-robin position over the SLUs
   let lastMsKey = 0;
-  let failure: unknown;
   let done = false;
 
   const wake: Array<(() => void) | undefined> = new Array(writers);

@@ -59,6 +59,7 @@ describe('PostgreSQL restarted mid-stream', () => {
     // gets its FATAL 57P01 after the pool dropped its listeners. Give each client one of its own.
     const writer = () => {
       const p = new pg.Pool({ connectionString: embedded.url, max: 1 });
+      p.on('error', () => undefined); // an idle client's FATAL 57P01 is re-emitted on the pool
       p.on('connect', (c) => c.on('error', () => undefined));
       return p;
     };

@@ -24,7 +24,8 @@ export async function startTestGateway(
   opts: { grantAll?: readonly string[] } = {},
 ): Promise<{ gateway: Gateway; config: Config; logs: LogLines }> {
   const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  db.on('connect', (c) => c.on('error', () => undefined)); // see stream-faults.test.ts: end() does not wait
+  db.on('error', () => undefined); // see stream-faults.test.ts: end() does not wait for the sockets
+  db.on('connect', (c) => c.on('error', () => undefined));
   try {
     await migrate(db);
     for (const p of opts.grantAll ?? GRANTED_EVERYTHING) await grant(db, p, null);
