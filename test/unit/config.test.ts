@@ -28,3 +28,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).PORT).toBe(8443);
   });
 });
+
+describe('README', () => {
+  it('documents every configuration variable in its table', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ConfigSchema } = await import('../../src/config/config.ts');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const keys = Object.keys(ConfigSchema.unwrap().shape);
+    expect(keys.length).toBeGreaterThan(20);
+    expect(keys.filter((k) => !readme.includes(`\`${k}\``))).toEqual([]);
+  });
+});
