@@ -61,6 +61,13 @@ describe.skipIf(!CHROMIUM)('live dashboard in Chromium', () => {
     await page.waitForFunction(() => document.querySelector('tr[data-slu="2"]')?.textContent?.includes('237'), undefined, { timeout: 1000 });
     expect(Date.now() - t0).toBeLessThan(1000);
 
+    // The gateway cuts the page's stream (as it does a slow consumer): the page resumes with its cursor, says so,
+    // and shows a reading committed while it was away.
+    for (const session of gateway.stream.sessions()) session.close('SLUICE_ERR_SLOW_CONSUMER', 'test: cut off');
+    await insertReadings(db.pool, [{ slu_id: 1, v1: 244, a1: 12.5, p1: 0.91 }]);
+    await page.waitForFunction(() => document.querySelector('#conn')?.textContent?.includes('resumed 1'), undefined, { timeout: 5000 });
+    await page.waitForFunction(() => document.querySelector('tr[data-slu="1"]')?.textContent?.includes('244'), undefined, { timeout: 2000 });
+
     await page.click('tr[data-slu="1"]');
     await page.waitForSelector('#charts .uplot', { timeout: 5000 });
     expect(await page.$$eval('#charts .uplot', (els) => els.length)).toBe(3);
