@@ -7,13 +7,8 @@ export const BY_ID_SQL = `select ${READING_COLUMNS}, r.id::text from slu_reading
 
 /**
  * Turns ids (in the order a query returned them) into formatted readings, loading and formatting only those
- * the cache lacks, in one query. An id deleted in between is skipped.
+ * the cache lacks, in one query. Position i answers ids[i] (undefined where that row no longer exists).
  */
-export async function readingsById(db: pg.Pool | pg.PoolClient, cache: ReadingCache, ids: readonly string[]): Promise<FormattedReading[]> {
-  return (await readingsByIdAligned(db, cache, ids)).filter((f): f is FormattedReading => f !== undefined);
-}
-
-/** As readingsById, but position i answers ids[i] (undefined where that row no longer exists). */
 export async function readingsByIdAligned(
   db: pg.Pool | pg.PoolClient,
   cache: ReadingCache,
