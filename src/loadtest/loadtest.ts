@@ -67,6 +67,8 @@ export interface LoadTestReport {
   /** Of every client but the --slow ones (whose lateness is self-inflicted, reported apart). */
   readonly latency: { count: number; p50Ms: number; p90Ms: number; p99Ms: number; p999Ms: number; maxMs: number; slowClientsP99Ms: number };
   readonly series: SecondSample[];
+  /** Highest pg_notification_queue_usage() sampled (once a second): NOTIFY backs up as it nears 1. */
+  readonly notifyQueueMax: number;
   /**
    * The gateways' own share of the latency: from a commit's NOTIFY arriving to its readings handed to the sockets
    * (sluice_notify_to_send_seconds, per database read), as bucket fractions and interpolated percentiles.
@@ -181,6 +183,7 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
     const series: SecondSample[] = [];
     let inserted = 0;
     let lastCpu = 0;
+    let notifyQueueMax = 0;
     let second = 0;
     const sampler = setInterval(async () => {
       second++;
@@ -199,6 +202,7 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
       };
       lastCpu = cpu;
       series.push(sample);
+      notifyQueueMax = Math.max(notifyQueueMax, await notifyQueueUsage(gateways[0]?.opsPort));
       log(`${String(sample.s).padStart(4)} s  inserted ${String(sample.inserted).padStart(7)}/s  delivered ${String(sample.delivered).padStart(8)}/s  p50 ${sample.p50Ms.toFixed(2)} ms  p99 ${sample.p99Ms.toFixed(2)} ms  gateway ${sample.gatewayCpuPct}% CPU ${sample.gatewayRssMb} MiB  loop p99 ${sample.loopDelayP99Ms} ms`);
       perSecond.reset();
       delivered = 0;
@@ -263,6 +267,7 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
       },
       series,
       inGateway,
+      notifyQueueMax,
       clients,
       ok: clients.lost === 0 && clients.extra === 0 && clients.outOfOrder === 0,
       perClient,
@@ -272,6 +277,14 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
     await Promise.all(gateways.map((g) => g.stop()));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The gateway's sluice_pg_notification_queue_usage gauge (0 when it cannot be read). */
+async function notifyQueueUsage(opsPort: number | undefined): Promise<number> {
+  if (opsPort === undefined) return 0;
+  const text = await fetch(`http://127.0.0.1:${opsPort}/metrics`).then((r) => r.text(), () => '');
+  const v = Number(/^sluice_pg_notification_queue_usage (\S+)/m.exec(text)?.[1] ?? 0);
+  return Number.isFinite(v) ? v : 0;
 }
 
 /** Reads and merges the gateways' sluice_notify_to_send_seconds histograms. */

@@ -16,6 +16,7 @@ export function summaryTable(r: LoadTestReport): string {
     ['commit -> client p50 / p90 / p99 (all but slow clients)', `${r.latency.p50Ms} / ${r.latency.p90Ms} / ${r.latency.p99Ms} ms`],
     ['commit -> client p99.9 / max', `${r.latency.p999Ms} / ${r.latency.maxMs} ms`],
     ['in the gateway: NOTIFY -> sockets p50 / p99 (per read)', `${r.inGateway.p50Ms} / ${r.inGateway.p99Ms} ms (${Math.round(r.inGateway.under2ms * 100)}% of ${r.inGateway.batches} reads under 2 ms)`],
+    ['NOTIFY queue (highest pg_notification_queue_usage sampled)', String(r.notifyQueueMax)],
     ['lost / extra / out of order', `${r.clients.lost} / ${r.clients.extra} / ${r.clients.outOfOrder}`],
     ['slow clients: p99 (self-inflicted)', `${r.latency.slowClientsP99Ms} ms`],
     ['reconnects (of slow clients)', `${r.clients.reconnects} (${r.clients.slowReconnects})`],
