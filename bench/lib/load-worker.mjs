@@ -1,4 +1,4 @@
-// A load-generator thread: `concurrency` keep-alive mTLS connections issuing GETs for `durationMs`.
+// A load-generator thread: `concurrency` keep-alive mTLS connections issuing GETs for `durationMs` (or `count` each).
 // Plain JavaScript: worker threads cannot load TypeScript through tsx on Node 20.
 import https from 'node:https';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -31,8 +31,10 @@ function one() {
   });
 }
 
+// `count` requests per connection instead of a duration: e.g. exactly one first touch of each path.
 async function loop() {
-  while (Date.now() < end) await one();
+  if (job.count) for (let n = 0; n < job.count; n++) await one();
+  else while (Date.now() < end) await one();
 }
 await Promise.all(Array.from({ length: job.concurrency }, loop));
 agent.destroy();

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import type { FormattedReading } from '../format/reading.ts';
+import { readingT, type FormattedReading } from '../format/reading.ts';
 import { rangeQuery, readThroughCache } from './read-through.ts';
 
 /** Where the previous page of a /time query ended: the last row's t (legacy text form) and id. */
@@ -35,5 +35,5 @@ export async function rangeRows(
   if (more) rows.length = q.limit;
   const readings = rows.map((r) => r.formatted);
   const last = rows.at(-1);
-  return more && last ? { readings, next: { id: last.id, t: last.t } } : { readings };
+  return more && last ? { readings, next: { id: last.id, t: readingT(last.formatted) } } : { readings };
 }

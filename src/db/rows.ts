@@ -3,7 +3,7 @@ import type { ReadingCache } from '../format/reading-cache.ts';
 import { fetchKeys, rangeQuery, readThroughCache, type KeyedReading, type KeyRows } from './read-through.ts';
 
 /** newestRows' query: the newest $2 readings of SLU $1 (exported for the plan test). Ids only: no paging mark. */
-export const ROWS_QUERY = rangeQuery('sluice_rows', `from slu_reading r where r.slu_id = $1 order by r.t desc, r.id desc limit $2`, { withT: false, limitIndex: 1 });
+export const ROWS_QUERY = rangeQuery('sluice_rows', `from slu_reading r where r.slu_id = $1 order by r.t desc, r.id desc limit $2`, { limitIndex: 1 });
 
 /** The ids of the newest `cnt` readings of one SLU, newest first (by t, then id). */
 export function newestIds(db: pg.Pool, sluId: number, cnt: number): Promise<KeyRows> {

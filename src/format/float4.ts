@@ -21,10 +21,11 @@ const pow10 = (k: number): number => POW10[k + 60] as number;
  * `%.9g` of a finite non-zero double. Fast path: scale to a 9-digit integer and round; the double product is
  * within ~1e-7 of the exact one, so only values whose 10th digit is (nearly) an exact half need the slow,
  * exact path. That keeps the legacy format cheap enough for 10,000-row responses (see bench/rest.ts).
+ * `expHint` is floor(log10(|x|)) or one off it (a caller that parsed the value knows it; else it is computed).
  */
-export function formatG9(x: number): string {
+export function formatG9(x: number, expHint?: number): string {
   const ax = Math.abs(x);
-  let exp = Math.floor(Math.log10(ax));
+  let exp = expHint ?? Math.floor(Math.log10(ax));
   let scaled = ax * pow10(8 - exp);
   if (scaled >= 1e9) scaled = ax * pow10(8 - ++exp);
   else if (scaled < 1e8) scaled = ax * pow10(8 - --exp);
@@ -36,7 +37,50 @@ export function formatG9(x: number): string {
     r = 1e8;
     exp++;
   }
-  return assemble(x < 0, String(r), exp);
+  return assemble(x < 0, r, exp);
+}
+
+/**
+ * formatFloat4 of `s.slice(from, to)` without the slice: the digits of PostgreSQL's shortest float4 output are
+ * read in place (at most 9 significant digits, so the mantissa is an exact integer and one multiplication or
+ * division by an exact power of ten gives the correctly rounded double, the same value Number() returns).
+ * Anything unusual (NaN, Infinity, extreme exponents) goes through formatFloat4.
+ */
+export function formatFloat4Span(s: string, from: number, to: number): string {
+  let i = from;
+  let c = s.charCodeAt(i);
+  const neg = c === 45;
+  if (neg) i++;
+  let m = 0;
+  let digits = 0;
+  let dexp = 0;
+  let point = false;
+  for (; i < to; i++) {
+    c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (point) dexp--;
+      if (m === 0 && c === 48) continue; // a leading zero
+      m = m * 10 + (c - 48);
+      digits++;
+    } else if (c === 46) point = true;
+    else break;
+  }
+  if (i < to) {
+    if (c !== 101) return formatFloat4(s.slice(from, to)); // NaN, Infinity
+    let e = 0;
+    let eneg = false;
+    c = s.charCodeAt(++i);
+    if (c === 45 || c === 43) {
+      eneg = c === 45;
+      i++;
+    }
+    for (; i < to; i++) e = e * 10 + (s.charCodeAt(i) - 48);
+    dexp += eneg ? -e : e;
+  }
+  if (m === 0) return neg ? '-0' : '0';
+  if (digits > 15 || dexp > 22 || dexp < -22) return formatFloat4(s.slice(from, to));
+  const x = Math.fround(dexp >= 0 ? m * (POW10[dexp + 60] as number) : m / (POW10[60 - dexp] as number));
+  return formatG9(neg ? -x : x, digits - 1 + dexp);
 }
 
 /** `%.9g` from the exact decimal expansion, with C's round-half-to-even. Used for near-ties only. */
@@ -58,26 +102,30 @@ export function exactG9(x: number): string {
     r = 1e8;
     exp++;
   }
-  return assemble(x < 0, String(r), exp);
+  return assemble(x < 0, r, exp);
 }
 
-/** Lays out 9 significant digits as %g does: fixed for -4 <= exp < 9, else d.ddde±XX; trailing zeros dropped. */
-function assemble(neg: boolean, digits: string, exp: number): string {
+const ZEROS = ['', '0', '00', '000', '0000', '00000', '000000', '0000000', '00000000'];
+
+/**
+ * Lays out 9 significant digits (r, 1e8 <= r < 1e9) as %g does: fixed for -4 <= exp < 9, else d.ddde±XX;
+ * trailing zeros dropped (arithmetically, before the digits become a string).
+ */
+function assemble(neg: boolean, r: number, exp: number): string {
+  let n = 9;
+  while (r % 10 === 0) {
+    r /= 10;
+    n--;
+  }
+  const d = String(r);
   let out: string;
   if (exp < -4 || exp >= 9) {
-    const ae = Math.abs(exp);
-    out = trimZeros(digits.charAt(0) + '.' + digits.slice(1)) + 'e' + (exp < 0 ? '-' : '+') + (ae < 10 ? '0' + ae : String(ae));
+    const ae = exp < 0 ? -exp : exp;
+    out = (n === 1 ? d : d.charAt(0) + '.' + d.slice(1)) + (exp < 0 ? 'e-' : 'e+') + (ae < 10 ? '0' + ae : String(ae));
   } else if (exp >= 0) {
-    out = trimZeros(digits.slice(0, exp + 1) + '.' + digits.slice(exp + 1));
+    out = n <= exp + 1 ? d + (ZEROS[exp + 1 - n] as string) : d.slice(0, exp + 1) + '.' + d.slice(exp + 1);
   } else {
-    out = trimZeros('0.' + '0'.repeat(-exp - 1) + digits);
+    out = '0.' + (ZEROS[-exp - 1] as string) + d;
   }
   return neg ? '-' + out : out;
-}
-
-function trimZeros(s: string): string {
-  let end = s.length;
-  while (s.charCodeAt(end - 1) === 48) end--;
-  if (s.charCodeAt(end - 1) === 46) end--;
-  return s.slice(0, end);
 }

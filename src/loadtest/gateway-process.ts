@@ -48,7 +48,8 @@ export async function startGatewayProcess(
       ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TLS_CA: `${certDir}/ca.crt`,
       TLS_CERT: `${certDir}/server.crt`, TLS_KEY: `${certDir}/server.key`, TLS_DEV_CERTS: 'false', SLUICE_BANNER: '0', OPS_PORT: String(opsPort), REST_RATE_LIMIT: '0', ...env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_GATEWAY_STDOUT=inherit shows the gateway's stdout (its log, or --trace-gc from the node args above).
+    stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT === 'inherit' ? 'inherit' : 'ignore', 'inherit'],
   });
   // Never leave a gateway behind when the benchmark or test that started it dies.
   const reap = () => child.kill('SIGKILL');

@@ -61,10 +61,36 @@ describe('legacyT', () => {
 });
 
 describe('packed readings', () => {
-  it('round-trip NULLs, integers and the legacy columns in order', async () => {
-    const { unpackReading } = await import('../../src/format/reading.ts');
-    const { row, id } = unpackReading('0.944,,0.93,56468.7,,,16.6,8.5,,2023-03-01 08:38:08.489041,232,,0,5,123456789012');
-    expect(row).toEqual(['0.944', null, '0.93', '56468.7', null, null, '16.6', '8.5', null, '2023-03-01 08:38:08.489041', 232, null, 0, 5]);
-    expect(id).toBe('123456789012');
+  const packed = '0.944,,0.93,56468.7,,,16.6,8.5,,2023-03-01 08:38:08.48904,232,,0,5,123456789012';
+
+  it('format in one pass exactly as a row does: NULLs, integers, padded t, the legacy order', async () => {
+    const { formatPacked, formatReading, latestJson, packedId, readingT } = await import('../../src/format/reading.ts');
+    const row = ['0.944', null, '0.93', '56468.7', null, null, '16.6', '8.5', null, '2023-03-01 08:38:08.48904', 232, null, 0, 5] as const;
+    const got = formatPacked(packed);
+    expect(got.id).toBe('123456789012');
+    expect(packedId(packed)).toBe('123456789012');
+    expect(readingT(got.formatted)).toBe('2023-03-01 08:38:08.489040');
+    expect(got.formatted).toEqual(formatReading([...row] as never));
+    expect(latestJson(got.formatted)).toBe(
+      '{"p1": "0.944000006", "p2": null, "p3": "0.930000007", "k1": "56468.6992", "k2": null, "k3": null, "a1": "16.6000004", "a2": "8.5", "a3": null, "t": "2023-03-01 08:38:08.489040", "slu_id": 5, "v1": 232, "v2": null, "v3": 0}',
+    );
+  });
+
+  it('parse reals in place to the same value Number() gives, in every notation', async () => {
+    const { formatFloat4Span } = await import('../../src/format/float4.ts');
+    const fc = await import('fast-check');
+    fc.assert(
+      fc.property(fc.float({ noNaN: true }), fc.integer({ min: 1, max: 9 }), fc.boolean(), (x, digits, exponent) => {
+        for (const text of [String(x), x.toPrecision(digits), exponent ? x.toExponential(digits - 1) : String(-x)]) {
+          const wrapped = `,${text},`; // in place, between neighbours, as in a packed row
+          expect(formatFloat4Span(wrapped, 1, wrapped.length - 1), text).toBe(formatFloat4(text));
+        }
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const [input, want] of fixture.cases) expect(formatFloat4Span(input, 0, input.length), input).toBe(want);
+    for (const special of ['NaN', 'Infinity', '-Infinity', '-0', '0', '1e-45', '3.4028235e+38']) {
+      expect(formatFloat4Span(special, 0, special.length)).toBe(formatFloat4(special));
+    }
   });
 });
