@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
+import { bucketsSince, scrapeBuckets, summarise } from '../src/loadtest/scrape.ts';
 import { benchDatabase } from './lib/bench-db.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
@@ -89,6 +90,7 @@ async function sluice() {
   const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
   let warmBatches = 0;
   const lat: number[] = [];
+  let early = 0;
   let delivered = 0;
   const seen = new Set<number>();
   let dups = 0;
@@ -101,8 +103,10 @@ async function sluice() {
       const key = r.v2 * 100_000 + i; // reading id within the run x subscriber
       if (seen.has(key)) dups++;
       seen.add(key);
+      if (r.v1 <= warmBatches) continue;
       const c = commitAt.get(r.v1);
-      if (c !== undefined && r.v1 > warmBatches) lat.push(now - c);
+      if (c !== undefined) lat.push(now - c);
+      else early++; // delivered before the writer saw its commit acknowledged
     }
   });
   const writer = new pg.Pool({ connectionString: url, max: 4 });
@@ -115,7 +119,12 @@ async function sluice() {
   const warmUntil = Date.now() + 2000;
   const end = warmUntil + DURATION_MS;
   const inflight: Array<Promise<unknown>> = [];
+  // The gateway's own histograms, from the end of the warm-up to the end of this run: where its time goes.
+  const STAGES = ['sluice_notify_to_send_seconds', 'sluice_feed_read_seconds', 'sluice_publish_seconds'] as const;
+  const scrape = () => Promise.all(STAGES.map((m) => scrapeBuckets([gw.opsPort], m)));
+  let atWarmEnd: Promise<Array<Map<number, number>>> | undefined;
   while (Date.now() < end) {
+    if (!atWarmEnd && Date.now() >= warmUntil) atWarmEnd = scrape();
     const tickStart = Date.now();
     const b = ++batch;
     const first = readingNo;
@@ -134,7 +143,9 @@ async function sluice() {
   await Promise.all(inflight);
   const settle = Date.now() + 5000;
   while (delivered < expected && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
-  const rateResult = { latency: summary(lat), delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000 };
+  const [before, after] = [await (atWarmEnd ?? scrape()), await scrape()];
+  const stage = (i: number) => summarise(bucketsSince(after[i] as Map<number, number>, before[i] as Map<number, number>));
+  const rateResult = { latency: summary(lat), stages: { notifyToSend: stage(0), feedRead: stage(1), publish: stage(2) }, early, delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000 };
 
   // Sustained delivery: the same 1,000 subscribers, writers as fast as they go (one reading per SLU per
   // statement), deliveries per second until the last one arrived: comparable with the raw broadcast's rate.
@@ -200,5 +211,8 @@ printTable(
   ],
 );
 console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
+const st = c.rateResult.stages;
+console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs)`);
+console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement, ${c.rateResult.early} delivered before it (which would bias the figures if not 0)`);
 await pool.end();
 await embedded?.close();

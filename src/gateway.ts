@@ -129,17 +129,21 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     };
     const hub = new Hub((err) => log.error({ err }, 'stream subscriber failed'));
     hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
-    let onPublished: ((seconds: number) => void) | undefined;
+    let observe: { published(notifyToSend: number | undefined, publish: number): void; read(seconds: number): void } | undefined;
     feed.on('batch', (batch) => {
+      // The sockets first: the REST bookkeeping below is not what a subscriber waits for.
+      const t0 = performance.now();
+      hub.publish(batch);
+      const t1 = performance.now();
       latest.offerAll(batch.readings);
       rebuilding?.offerAll(batch.readings);
       freshness.onBatch(batch.readings);
-      hub.publish(batch);
-      if (batch.readings.length > 0 && notifiedAt !== undefined) {
-        onPublished?.((performance.now() - notifiedAt) / 1000);
+      if (batch.readings.length > 0) {
+        observe?.published(notifiedAt === undefined ? undefined : (t1 - notifiedAt) / 1000, (t1 - t0) / 1000);
         notifiedAt = undefined;
       }
     });
+    feed.on('read', (seconds) => observe?.read(seconds));
     feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
     const idleSweep = setInterval(() => hub.sweepIdle(), Math.min(1000, Math.max(20, config.WS_PROGRESS_MS / 2)));
     idleSweep.unref();
@@ -202,7 +206,13 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hubStats: () => hub.stats,
       listenerReconnects: () => listener.reconnects,
     });
-    onPublished = (seconds) => metrics.notifyToSend.observe(seconds);
+    observe = {
+      published: (notifyToSend, publish) => {
+        if (notifyToSend !== undefined) metrics.notifyToSend.observe(notifyToSend); // not for reads the poll timer found
+        metrics.publish.observe(publish);
+      },
+      read: (seconds) => metrics.feedRead.observe(seconds),
+    };
 
     const app = buildRestApp({
       pool,

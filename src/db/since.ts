@@ -1,10 +1,18 @@
 import type pg from 'pg';
-import { READING_COLUMNS, type ReadingRow } from '../format/reading.ts';
+import { PACKED_READING, packedId } from '../format/reading.ts';
 import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot.ts';
 
-/** A reading row followed by its id and writing transaction id (text). */
-export type StreamRow = [...ReadingRow, string, string];
-const STREAM_COLUMNS = `${READING_COLUMNS}, r.id::text, r.xid::text`;
+/**
+ * A reading as the stream reads it: PACKED_READING (values, slu_id, id in one text column: the driver's cost is
+ * per column) and the writing transaction id (text).
+ */
+export type StreamRow = [packed: string, xid: string];
+const STREAM_COLUMNS = `${PACKED_READING} as packed, r.xid::text as xid`;
+
+/** Where a stream row sorts: (xid, id), the order every feed read and catch-up page follows. */
+export function streamRowKey(row: StreamRow): [xid: number, id: number] {
+  return [Number(row[1]), Number(packedId(row[0]))];
+}
 
 /**
  * "Rows not visible in snapshot S" = xid >= xmax(S) or xid in xip(S). Every such xid is >= lowestUnseen(S), so
@@ -41,7 +49,7 @@ export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, li
   const snapshot = parseSnapshot(snapText);
   if (!snapshot) throw new Error(`unexpected snapshot text from PostgreSQL: ${snapText}`);
   const rows: StreamRow[] = [];
-  for (const r of res.rows) if (r[15] !== null) rows.push(r.slice(1) as unknown as StreamRow);
+  for (const r of res.rows) if (r[1] !== null) rows.push([r[1], r[2] as string]);
   return rows.length > limit ? { snapshot, rows: rows.slice(0, limit), complete: false } : { snapshot, rows, complete: true };
 }
 

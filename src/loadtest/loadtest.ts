@@ -1,3 +1,4 @@
+import { scrapeHistogram } from './scrape.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -287,31 +288,8 @@ async function notifyQueueUsage(opsPort: number | undefined): Promise<number> {
   return Number.isFinite(v) ? v : 0;
 }
 
-/** Reads and merges the gateways' sluice_notify_to_send_seconds histograms. */
+/** The gateways' sluice_notify_to_send_seconds histograms, merged. */
 async function notifyToSend(opsPorts: readonly number[]): Promise<LoadTestReport['inGateway']> {
-  const buckets = new Map<number, number>();
-  for (const port of opsPorts) {
-    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
-    for (const m of text.matchAll(/^sluice_notify_to_send_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)) {
-      const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]);
-      buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
-    }
-  }
-  const les = [...buckets.keys()].sort((a, b) => a - b);
-  const total = buckets.get(Number.POSITIVE_INFINITY) ?? 0;
-  const frac = (le: number) => (total ? (buckets.get(le) ?? 0) / total : 0);
-  // Linear interpolation inside the bucket that holds the quantile (Prometheus' histogram_quantile).
-  const quantile = (q: number) => {
-    let prevLe = 0;
-    let prevCount = 0;
-    for (const le of les) {
-      const c = buckets.get(le) ?? 0;
-      if (c >= q * total) return Number.isFinite(le) ? (prevLe + ((le - prevLe) * (q * total - prevCount)) / Math.max(1, c - prevCount)) * 1000 : prevLe * 1000;
-      prevLe = le;
-      prevCount = c;
-    }
-    return 0;
-  };
-  const r2 = (x: number) => Math.round(x * 100) / 100;
-  return { batches: total, p50Ms: r2(quantile(0.5)), p99Ms: r2(quantile(0.99)), under1ms: r2(frac(0.001)), under2ms: r2(frac(0.002)), under10ms: r2(frac(0.01)) };
+  const h = await scrapeHistogram(opsPorts, 'sluice_notify_to_send_seconds');
+  return { batches: h.count, p50Ms: h.p50Ms, p99Ms: h.p99Ms, under1ms: h.under(0.001), under2ms: h.under(0.002), under10ms: h.under(0.01) };
 }

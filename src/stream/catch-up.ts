@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { catchUpPage, currentSnapshot, purgedBelow, type StreamRow } from '../db/since.ts';
+import { catchUpPage, currentSnapshot, purgedBelow, streamRowKey, type StreamRow } from '../db/since.ts';
 import { SluiceError } from '../errors.ts';
 import type { Cursor } from './cursor.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -33,8 +33,7 @@ export async function catchUp(
     for (;;) {
       const rows = await catchUpPage(pool, { since, upto, after, sluIds, limit: pageRows });
       if (rows.length === 0) break;
-      const last = rows.at(-1) as StreamRow;
-      after = [Number(last[15]), Number(last[14])];
+      after = streamRowKey(rows.at(-1) as StreamRow);
       const done = rows.length < pageRows;
       send(rows, done ? { kind: 'settled', s: upto } : { kind: 'paging', s: since, q: upto, xid: after[0], id: after[1] });
       if (done) break;

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { catchUpPage, currentSnapshot, readSince, type StreamRow } from '../db/since.ts';
+import { catchUpPage, currentSnapshot, readSince, streamRowKey, type StreamRow } from '../db/since.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatReading, latestJson, legacyT, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { formatPacked, latestJson, packedId, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
 import type { Cursor } from './cursor.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -40,18 +40,20 @@ export interface FeedOptions {
 
 export interface FeedEvents {
   batch: [Batch];
+  /** A database read completed (seconds), whether or not it found anything. */
+  read: [number];
   error: [Error];
 }
 
 /** Converts a database row (with id and xid) into a StreamReading, reusing/filling the formatted cache. */
 export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamReading {
-  const idText = row[14] as string;
+  const idText = packedId(row[0]);
   let formatted = cache.get(idText);
   if (!formatted) {
-    formatted = formatReading(row as unknown as ReadingRow);
+    formatted = formatPacked(row[0], idText).formatted;
     cache.set(idText, formatted);
   }
-  return { id: Number(idText), xid: Number(row[15]), sluId: row[13], t: legacyT(row[9]), formatted, json: latestJson(formatted) };
+  return { id: Number(idText), xid: Number(row[1]), sluId: formatted.sluId, t: readingT(formatted), formatted, json: latestJson(formatted) };
 }
 
 /**
@@ -143,7 +145,9 @@ export class Feed extends EventEmitter<FeedEvents> {
     this.stats.polls++;
     if (this.paging) return this.finishPaging(this.paging);
     const from = this.snapshot;
+    const started = performance.now();
     const first = await readSince(this.pool, from, this.opts.pageRows);
+    this.emit('read', (performance.now() - started) / 1000);
     if (first.complete) {
       this.snap = first.snapshot;
       this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
@@ -151,8 +155,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     }
     // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q. Progress is
     // kept in `paging`, so a read that fails halfway resumes after the last delivered page, not from the start.
-    const last = first.rows.at(-1) as StreamRow;
-    const state = { from, q: first.snapshot, after: [Number(last[15]), Number(last[14])] as [number, number] };
+    const state = { from, q: first.snapshot, after: streamRowKey(first.rows.at(-1) as StreamRow) };
     this.paging = state;
     this.deliver(first.rows, { kind: 'paging', s: from, q: state.q, xid: state.after[0], id: state.after[1] });
     await this.finishPaging(state);
@@ -167,8 +170,7 @@ export class Feed extends EventEmitter<FeedEvents> {
         this.deliver(rows, { kind: 'settled', s: state.q }, state.q);
         return;
       }
-      const last = rows.at(-1) as StreamRow;
-      state.after = [Number(last[15]), Number(last[14])];
+      state.after = streamRowKey(rows.at(-1) as StreamRow);
       this.deliver(rows, { kind: 'paging', s: state.from, q: state.q, xid: state.after[0], id: state.after[1] });
     }
   }

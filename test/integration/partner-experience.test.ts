@@ -110,6 +110,18 @@ describe('metrics and health', () => {
     expect(text).toMatch(/sluice_rest_request_duration_seconds_count\{route="\/cityxchange\/rows",status="200"\} 1/);
     expect(text).toMatch(/sluice_rest_request_duration_seconds_count\{route="\/cityxchange\/rows",status="400"\} 1/);
     expect(text).toMatch(/sluice_pg_notification_queue_usage 0/);
+    // The stream's latency, split into its two stages: a reading inserted now is read once and published once.
+    const count = (t: string, m: string) => Number(new RegExp(`^${m}_count (\\d+)`, 'm').exec(t)?.[1] ?? -1);
+    const published = count(text, 'sluice_publish_seconds');
+    expect(count(text, 'sluice_feed_read_seconds')).toBeGreaterThan(0); // the start-up read, at least
+    await insertReadings(db.pool, readings(7, 1));
+    let after = text;
+    for (let i = 0; i < 100 && count(after, 'sluice_publish_seconds') <= published; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
+    }
+    expect(count(after, 'sluice_publish_seconds')).toBe(published + 1);
+    expect(count(after, 'sluice_notify_to_send_seconds')).toBeGreaterThan(0);
     const ready = await fetch(`http://127.0.0.1:${gateway.opsPort}/readyz`);
     expect(((await ready.json()) as { process: { rssBytes: number } }).process.rssBytes).toBeGreaterThan(0);
   });
