@@ -22,7 +22,7 @@ export const READING_COLUMNS =
 export const PACKED_READING =
   "concat_ws(',', " +
   ['p1', 'p2', 'p3', 'k1', 'k2', 'k3', 'a1', 'a2', 'a3'].map((c) => `coalesce(r.${c}::text, '')`).join(', ') +
-  ", r.t::text, coalesce(r.v1::text, ''), coalesce(r.v2::text, ''), coalesce(r.v3::text, ''), r.slu_id, r.id)";
+  ", coalesce(r.t::text, ''), coalesce(r.v1::text, ''), coalesce(r.v2::text, ''), coalesce(r.v3::text, ''), r.slu_id, r.id)";
 
 /** A reading as a range query returns it: its id (for caches and paging marks) and its formatted form. */
 export interface KeyedReading {
@@ -32,7 +32,8 @@ export interface KeyedReading {
 
 /** The legacy t of a formatted reading: the last field of its head (`…, "t": "YYYY-MM-DD HH:MM:SS.ffffff"`). */
 export function readingT(f: FormattedReading): string {
-  return f.head.slice(f.head.lastIndexOf('"t": "') + 6, -1);
+  const at = f.head.lastIndexOf('"t": "');
+  return at < 0 ? '' : f.head.slice(at + 6, -1); // '' for a NULL t: sorts before every timestamp
 }
 
 /** The id of a PACKED_READING value (its last field): enough to look the reading up before formatting it. */
@@ -54,8 +55,8 @@ export function formatPacked(packed: string, id = packedId(packed)): KeyedReadin
     at = comma + 1;
   }
   let comma = packed.indexOf(',', at);
-  const t = legacyT(packed.slice(at, comma));
-  head += ', "t": "' + t + '"';
+  // t is NOT NULL in a table sluice created; a legacy table taken over may still hold NULLs.
+  head += comma === at ? ', "t": null' : ', "t": "' + legacyT(packed.slice(at, comma)) + '"';
   let tail = '';
   for (let i = 0; i < 3; i++) {
     at = comma + 1;

@@ -76,6 +76,15 @@ describe('packed readings', () => {
     );
   });
 
+  it('keep every field in place when a legacy row has no t', async () => {
+    const { formatPacked, readingT } = await import('../../src/format/reading.ts');
+    const got = formatPacked('0.5,,,,,,,,,,230,,,7,42');
+    expect(got.formatted.head).toBe('{"p1": "0.5", "p2": null, "p3": null, "k1": null, "k2": null, "k3": null, "a1": null, "a2": null, "a3": null, "t": null');
+    expect(got.formatted.tail).toBe(', "v1": 230, "v2": null, "v3": null}');
+    expect(got.formatted.sluId).toBe(7);
+    expect(readingT(got.formatted)).toBe('');
+  });
+
   it('parse reals in place to the same value Number() gives, in every notation', async () => {
     const { formatFloat4Span } = await import('../../src/format/float4.ts');
     const fc = await import('fast-check');
