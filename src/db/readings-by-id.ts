@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatReading, READING_COLUMNS, type FormattedReading, type ReadingRow } from '../format/reading.ts';
+import { formatPacked, PACKED_READING, packedId, type FormattedReading } from '../format/reading.ts';
 
 /** SQL that loads full readings for the ids the cache does not have. */
-export const BY_ID_SQL = `select ${READING_COLUMNS}, r.id::text from slu_reading r where r.id = any($1::bigint[])`;
+export const BY_ID_SQL = `select ${PACKED_READING} from slu_reading r where r.id = any($1::bigint[])`;
 
 /**
  * Turns ids (in the order a query returned them) into formatted readings, loading and formatting only those
@@ -22,11 +22,11 @@ export async function readingsByIdAligned(
     else missing.push(ids[i] as string);
   }
   if (missing.length > 0) {
-    const res = await db.query<[...ReadingRow, string]>({ name: 'sluice_by_id', rowMode: 'array', text: BY_ID_SQL, values: [missing] });
+    const res = await db.query<[string]>({ name: 'sluice_by_id', rowMode: 'array', text: BY_ID_SQL, values: [missing] });
     const loaded = new Map<string, FormattedReading>();
-    for (const row of res.rows) {
-      const f = formatReading(row as unknown as ReadingRow);
-      const id = row[14] as string;
+    for (const [packed] of res.rows) {
+      const id = packedId(packed);
+      const f = formatPacked(packed, id).formatted;
       loaded.set(id, f);
       cache.set(id, f);
     }

@@ -113,7 +113,10 @@ function int(v: number | null): string {
   return v === null ? 'null' : String(v);
 }
 
-/** Formats a database row into its legacy JSON fragments. */
+/**
+ * Formats a row of READING_COLUMNS into its legacy JSON fragments. The gateway reads packed rows (formatPacked);
+ * this is the field-by-field reference the tests check formatPacked against and bench:rest's legacy baseline.
+ */
 export function formatReading(r: ReadingRow): FormattedReading {
   let head = '';
   for (let i = 0; i < 9; i++) head += REAL_PREFIX[i] + real(r[i] as string | null);
