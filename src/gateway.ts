@@ -92,41 +92,14 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     const feed = new Feed(pool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS });
     const start = await feed.start();
     closers.push(() => feed.close());
-    let latest = new LatestStore();
-    for (const r of await latestPerSlu(pool, cache)) latest.offer(r.formatted.sluId, r.t, r.id, r.formatted);
+    const latest = new LatestStore(() => latestPerSlu(pool, cache), log);
+    await latest.start();
     const freshness = new Freshness();
-    // After a DELETE/UPDATE/TRUNCATE (or a LISTEN outage, which may have hidden one) the latest store is rebuilt
-    // by a new scan; batches that arrive meanwhile go to both stores, so the new one misses nothing.
-    let rebuilding: LatestStore | undefined;
-    let rebuild: Promise<void> | undefined;
-    let rebuildAgain = false;
-    const rebuildLatest = (): void => {
-      if (rebuild) {
-        rebuildAgain = true;
-        return;
-      }
-      rebuild = (async () => {
-        do {
-          rebuildAgain = false;
-          const next = new LatestStore();
-          rebuilding = next;
-          try {
-            for (const r of await latestPerSlu(pool, cache)) next.offer(r.formatted.sluId, r.t, r.id, r.formatted);
-            latest = next;
-          } catch (err) {
-            log.warn({ err: (err as Error).message }, 'could not rebuild the latest-reading store; keeping the previous one until the next change');
-          }
-        } while (rebuildAgain);
-      })().finally(() => {
-        rebuilding = undefined;
-        rebuild = undefined;
-      });
-    };
-    const readingsChanged = (why: string): void => {
+    // UPDATE, DELETE, TRUNCATE: seen by the feed in the read whose snapshot includes them, before that read's rows.
+    feed.on('change', () => {
       freshness.invalidate();
-      log.info({ why }, 'readings changed other than by insert: rebuilding in-memory state');
-      rebuildLatest();
-    };
+      latest.onChange('readings updated, deleted or truncated');
+    });
     const hub = new Hub((err) => log.error({ err }, 'stream subscriber failed'));
     hub.setInitialCursor(encodeCursor({ kind: 'settled', s: start }));
     let observe: { published(notifyToSend: number | undefined, publish: number): void; read(seconds: number): void } | undefined;
@@ -135,8 +108,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       const t0 = performance.now();
       hub.publish(batch);
       const t1 = performance.now();
-      latest.offerAll(batch.readings);
-      rebuilding?.offerAll(batch.readings);
+      latest.onBatch(batch.readings);
       freshness.onBatch(batch.readings);
       if (batch.readings.length > 0) {
         observe?.published(notifiedAt === undefined ? undefined : (t1 - notifiedAt) / 1000, (t1 - t0) / 1000);
@@ -161,16 +133,16 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       feed.wake();
     });
     listener.on('grant', (partner) => grants.changed(partner));
-    listener.on('change', (op) => readingsChanged(op));
+    // A change wakes the feed, which sees it through the change counter (and so does its next poll, if missed).
+    listener.on('change', () => feed.wake());
     let listenedBefore = false;
     listener.on('listening', () => {
-      feed.wake(); // catch up on whatever committed while LISTEN was down
+      feed.wake(); // catch up on whatever committed while LISTEN was down (rows and changes alike)
       if (!listenedBefore) {
         listenedBefore = true;
         return;
       }
-      grants.changed(); // and reload grants and derived state: their notifications may have been missed too
-      readingsChanged('LISTEN reconnected');
+      grants.changed(); // grant notifications may have been missed: reload them all
     });
     await listener.start();
     closers.push(() => listener.close());
@@ -223,12 +195,12 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       metrics,
       timeMaxRows: config.TIME_MAX_ROWS,
       rateLimitPerSecond: config.REST_RATE_LIMIT,
-      fresh: { freshness, sync: () => feed.sync(), reliable: () => listener.state === 'listening' },
+      fresh: { freshness, sync: () => feed.sync() },
       cache,
       grants,
       latest: async (access) => {
         await feed.sync();
-        return access.all ? latest.json() : latest.jsonFor(access.slus);
+        return latest.json(access);
       },
     });
     await app.ready();

@@ -57,7 +57,7 @@ export const ConfigSchema = z
     PG_QUERY_TIMEOUT_MS: int(100, 600_000).default(10_000),
     /** Rows per /time page; more rows set X-Sluice-Truncated and a Link to the next page. Default 10000 (legacy). */
     TIME_MAX_ROWS: int(1, 10_000).default(10_000),
-    /** Formatted readings kept in memory (about 300 bytes each); readings are immutable, so no staleness. Default 200000. */
+    /** Formatted readings kept in memory (about 300 bytes each), keyed by row version (id, xid), so never stale. Default 200000. */
     READING_CACHE_SIZE: int(0, 50_000_000).default(200_000),
     /** Loopback port for /healthz, /readyz (and metrics): plain HTTP, no client certificate. Default 9464; 0 = any free port. */
     OPS_PORT: int(0, 65535).default(9464),

@@ -1,14 +1,13 @@
 import pg from 'pg';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatPacked, PACKED_READING, packedId, type KeyedReading } from '../format/reading.ts';
+import { formatPacked, KEY_COLUMN, keyId, PACKED_READING, packedKey, type KeyedReading } from '../format/reading.ts';
 
 export type { KeyedReading };
 
-const ID_COLUMN = `r.id::text`;
 
 /**
  * One range query in two forms over the same `from … where … order by … limit` tail: keys only, and keys with
- * values. Both are index-only scans of slu_reading_slu_t_cover_idx (migration 003).
+ * values. Both are index-only scans of slu_reading_slu_t_v_idx (migrations 003, 006).
  */
 export interface RangeQuery {
   readonly name: string;
@@ -19,13 +18,15 @@ export interface RangeQuery {
 }
 
 /**
- * The keys form returns ids only: a page mark's t comes from the formatted reading (readingT), so PostgreSQL need
- * not print 10,000 timestamps for the one the mark uses.
+ * The keys form returns version keys only (`id,xid`, KEY_COLUMN): a page mark's t comes from the formatted reading
+ * (readingT), so PostgreSQL need not print 10,000 timestamps for the one the mark uses. A key names one version
+ * of one row forever (an UPDATE gives a new xid, RESTART IDENTITY reuses ids but never xids), so answering keys
+ * from the cache cannot serve a stale value or another SLU's reading.
  */
 export function rangeQuery(name: string, tail: string, opts: { limitIndex: number }): RangeQuery {
   return {
     name, limitIndex: opts.limitIndex,
-    keysSql: `select ${ID_COLUMN} ${tail}`,
+    keysSql: `select ${KEY_COLUMN} ${tail}`,
     fullSql: `select ${PACKED_READING} ${tail}`,
   };
 }
@@ -33,7 +34,7 @@ export function rangeQuery(name: string, tail: string, opts: { limitIndex: numbe
 /** Above this LIMIT, the cache is probed with the first key before all keys are read (see readThroughCache). */
 const PROBE_ABOVE = 1000;
 
-/** The keys form's rows: [id]. */
+/** The keys form's rows: [version key]. */
 export type KeyRows = ReadonlyArray<readonly [string]>;
 
 export async function fetchKeys(db: pg.Pool | pg.PoolClient, q: RangeQuery, values: unknown[]): Promise<KeyRows> {
@@ -67,10 +68,10 @@ export async function readThroughCache(
     const out: KeyedReading[] = new Array(keys.length);
     let i = 0;
     for (; i < keys.length; i++) {
-      const [id] = keys[i] as readonly [string];
-      const formatted = cache.get(id);
+      const [key] = keys[i] as readonly [string];
+      const formatted = cache.get(key);
       if (!formatted) break;
-      out[i] = { id, formatted };
+      out[i] = { key, id: keyId(key), formatted };
     }
     if (i === keys.length) return out;
   }
@@ -81,12 +82,12 @@ export async function readThroughCache(
   const out: KeyedReading[] = [];
   await eachRow(db, { name: `${q.name}_full`, rowMode: 'array', text: q.fullSql, values }, (row) => {
     const packed = row[0] as string;
-    const id = packedId(packed);
-    const cached = cache.get(id);
-    if (cached) out.push({ id, formatted: cached });
+    const key = packedKey(packed);
+    const cached = cache.get(key);
+    if (cached) out.push({ key, id: keyId(key), formatted: cached });
     else {
-      const r = formatPacked(packed, id);
-      cache.set(id, r.formatted);
+      const r = formatPacked(packed, key);
+      cache.set(key, r.formatted);
       out.push(r);
     }
   });

@@ -1,18 +1,21 @@
 import type pg from 'pg';
-import { PACKED_READING, packedId } from '../format/reading.ts';
+import { PACKED_READING, keyId, keyXid } from '../format/reading.ts';
 import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot.ts';
 
 /**
- * A reading as the stream reads it: PACKED_READING (values, slu_id, id in one text column: the driver's cost is
- * per column) and the writing transaction id (text).
+ * A reading as the stream reads it: PACKED_READING (values, slu_id, id and the writing transaction's xid in one
+ * text column: the driver's cost is per column).
  */
-export type StreamRow = [packed: string, xid: string];
-const STREAM_COLUMNS = `${PACKED_READING} as packed, r.xid::text as xid`;
+export type StreamRow = [packed: string];
+const STREAM_COLUMNS = `${PACKED_READING} as packed`;
 
 /** Where a stream row sorts: (xid, id), the order every feed read and catch-up page follows. */
 export function streamRowKey(row: StreamRow): [xid: number, id: number] {
-  return [Number(row[1]), Number(packedId(row[0]))];
+  return [Number(keyXid(row[0])), Number(keyId(row[0]))];
 }
+
+/** The change counter of sql/006, read in the same statement as the snapshot it belongs to. */
+const CHANGES = `(select seq::text from sluice_reading_changes)`;
 
 /**
  * "Rows not visible in snapshot S" = xid >= xmax(S) or xid in xip(S). Every such xid is >= lowestUnseen(S), so
@@ -33,13 +36,18 @@ function notInParams(s: Snapshot): [string, string, string[]] {
  * between, whatever their id order. `limit` bounds one call; when it is hit, `complete` is false and the caller
  * must page with catchUpPage (the new snapshot is then the bound).
  */
-export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, limit: number): Promise<{ snapshot: Snapshot; rows: StreamRow[]; complete: boolean }> {
+export async function readSince(
+  db: pg.Pool | pg.PoolClient,
+  since: Snapshot,
+  limit: number,
+): Promise<{ snapshot: Snapshot; changes: string; rows: StreamRow[]; complete: boolean }> {
   // The snapshot must come from the very statement that reads the rows (pg_current_snapshot() is the
   // statement's own snapshot): taken in a second query it could include commits this read did not see. The
-  // left join keeps one row, carrying the snapshot, when nothing is new.
-  const res = await db.query<[string, ...StreamRow]>({
+  // left join keeps one row, carrying the snapshot, when nothing is new. The change counter comes from the same
+  // snapshot, so an UPDATE/DELETE/TRUNCATE is seen in the very read whose rows it shaped.
+  const res = await db.query<[string, string, string | null]>({
     rowMode: 'array',
-    text: `select s.snap, r.* from (select pg_current_snapshot()::text as snap) s
+    text: `select s.snap, s.changes, r.* from (select pg_current_snapshot()::text as snap, ${CHANGES} as changes) s
            left join lateral (
              select ${STREAM_COLUMNS} from slu_reading r where ${NOT_IN_S} order by r.xid, r.id limit $4
            ) r on true`,
@@ -48,9 +56,10 @@ export async function readSince(db: pg.Pool | pg.PoolClient, since: Snapshot, li
   const snapText = res.rows[0]?.[0] ?? '';
   const snapshot = parseSnapshot(snapText);
   if (!snapshot) throw new Error(`unexpected snapshot text from PostgreSQL: ${snapText}`);
+  const changes = res.rows[0]?.[1] ?? '';
   const rows: StreamRow[] = [];
-  for (const r of res.rows) if (r[1] !== null) rows.push([r[1], r[2] as string]);
-  return rows.length > limit ? { snapshot, rows: rows.slice(0, limit), complete: false } : { snapshot, rows, complete: true };
+  for (const r of res.rows) if (r[2] !== null) rows.push([r[2]]);
+  return rows.length > limit ? { snapshot, changes, rows: rows.slice(0, limit), complete: false } : { snapshot, changes, rows, complete: true };
 }
 
 /**
@@ -74,12 +83,17 @@ export async function catchUpPage(
   return res.rows;
 }
 
-/** The database's current snapshot (the starting point of a new feed). */
+/** The database's current snapshot (the starting point of a new feed or replay). */
 export async function currentSnapshot(db: pg.Pool | pg.PoolClient): Promise<Snapshot> {
-  const text = (await db.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0]?.s ?? '';
-  const s = parseSnapshot(text);
-  if (!s) throw new Error(`unexpected snapshot text from PostgreSQL: ${text}`);
-  return s;
+  return (await currentPosition(db)).snapshot;
+}
+
+/** The current snapshot and the change counter as of it (one statement). */
+export async function currentPosition(db: pg.Pool | pg.PoolClient): Promise<{ snapshot: Snapshot; changes: string }> {
+  const row = (await db.query<{ s: string; c: string }>(`select pg_current_snapshot()::text as s, ${CHANGES} as c`)).rows[0];
+  const s = parseSnapshot(row?.s ?? '');
+  if (!s) throw new Error(`unexpected snapshot text from PostgreSQL: ${row?.s}`);
+  return { snapshot: s, changes: row?.c ?? '' };
 }
 
 /** The retention horizon: transactions below it may have rows deleted by sluice_prune(). */

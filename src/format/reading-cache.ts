@@ -1,9 +1,11 @@
 import type { FormattedReading } from './reading.ts';
 
 /**
- * Formatted readings by id. Readings are immutable once written (writers insert, never update), so a reading
- * formatted once can serve every later response: the legacy float format costs ~0.5 µs a value, and one
- * /rows?cnt=100 has 900 of them. Two generations give LRU-like eviction at O(1) with no per-hit bookkeeping:
+ * Formatted readings by version key (`id,xid`, see KEY_COLUMN in reading.ts). A key names one committed version
+ * of one row forever, so nothing invalidates an entry: an UPDATE gives the row a new xid (sql/006), TRUNCATE ...
+ * RESTART IDENTITY reuses ids but never xids, and a deleted row's entry is simply never asked for again (it
+ * ages out). A reading formatted once can serve every later response: the legacy float format costs ~0.5 µs a
+ * value, and one /rows?cnt=100 has 900 of them. Two generations give LRU-like eviction at O(1) with no per-hit bookkeeping:
  * hits in the old generation are promoted; when the young one is full it becomes the old one.
  */
 export class ReadingCache {

@@ -8,9 +8,10 @@ export interface FreshnessMark {
 
 /**
  * Tells whether state derived from the table at some moment (a serialised /rows body) is still right now. Every
- * insert reaches the feed, which records per SLU the last batch that carried one; every other change (DELETE,
- * UPDATE, TRUNCATE: sql/005 NOTIFYs them) and every LISTEN outage (notifications may have been missed) starts a
- * new epoch that invalidates everything.
+ * insert reaches the feed, which records per SLU the last batch that carried one; every other change (UPDATE,
+ * DELETE, TRUNCATE, with or without RESTART IDENTITY) moves sql/006's counter, which the feed reads in the same
+ * snapshot as its rows and reports before that batch: it starts a new epoch that invalidates everything. Since
+ * the counter is read by every feed read, a LISTEN outage cannot hide a change (it only delays the read).
  */
 export class Freshness {
   private seq = 0;

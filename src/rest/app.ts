@@ -31,15 +31,15 @@ export interface RestDeps {
   /** REST requests per second per partner before 429; 0 = unlimited. */
   readonly rateLimitPerSecond: number;
   /**
-   * What lets /rows answer from a stored body without querying: the feed's per-SLU freshness, a read-your-writes
-   * sync (a feed read started after the call), and whether notifications are flowing (LISTEN up).
+   * What lets /rows answer from a stored body without querying: the feed's per-SLU freshness and a
+   * read-your-writes sync (a feed read started after the call, which sees inserts and the change counter).
    */
-  readonly fresh?: { readonly freshness: Freshness; sync(): Promise<void>; reliable(): boolean };
+  readonly fresh?: { readonly freshness: Freshness; sync(): Promise<void> };
   /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
   readonly bodyCacheBytes?: number;
   /** Rows per /time page. */
   readonly timeMaxRows: number;
-  /** Formatted readings by id, shared with the stream. */
+  /** Formatted readings by version key, shared with the stream. */
   readonly cache: ReadingCache;
   /** True for a revoked certificate (CRL or deny-list): checked on every request, not only at the handshake. */
   readonly isRevoked: (p: PartnerIdentity) => boolean;

@@ -1,10 +1,12 @@
 import type { FreshnessMark } from '../hub/freshness.ts';
 
 /**
- * Serialised response bodies, reused while the database says they are still right: an entry is the exact id
- * list a query returned plus the body built from it; a request first runs the (cheap, index-only) ids query and
- * gets the stored body only when the ids are identical. Readings are immutable, so identical ids mean an
- * identical body. Saves building, encoding and garbage-collecting ~30 KB per /rows?cnt=100 (the gateway's
+ * Serialised response bodies, reused while the database says they are still right: an entry is the exact list
+ * of version keys (`id,xid`) a query returned plus the body built from it; a request first runs the (cheap,
+ * index-only) keys query and gets the stored body only when the keys are identical. A key names one version of
+ * one row forever (sql/006), so identical keys mean an identical body, whatever UPDATE, DELETE or TRUNCATE ...
+ * RESTART IDENTITY did in between. The one path that skips the keys query (peek) relies on the entry's
+ * FreshnessMark, which any such change invalidates (see Freshness). Saves building, encoding and garbage-collecting ~30 KB per /rows?cnt=100 (the gateway's
  * largest costs after TLS itself). Bounded by bytes; least recently used entries go first.
  */
 export class BodyCache {

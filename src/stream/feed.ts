@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { catchUpPage, currentSnapshot, readSince, streamRowKey, type StreamRow } from '../db/since.ts';
+import { catchUpPage, currentPosition, readSince, streamRowKey, type StreamRow } from '../db/since.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { formatPacked, latestJson, packedId, readingT, type FormattedReading } from '../format/reading.ts';
+import { formatPacked, keyId, keyXid, latestJson, packedKey, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
 import type { Cursor } from './cursor.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -40,20 +40,29 @@ export interface FeedOptions {
 
 export interface FeedEvents {
   batch: [Batch];
+  /**
+   * Readings were updated, deleted or truncated (sql/006's counter moved) at or before the snapshot of the batch
+   * that follows. Emitted before that batch, so state derived from the table can be dropped before new rows land.
+   */
+  change: [];
   /** A database read completed (seconds), whether or not it found anything. */
   read: [number];
   error: [Error];
 }
 
-/** Converts a database row (with id and xid) into a StreamReading, reusing/filling the formatted cache. */
+/**
+ * Converts a database row into a StreamReading, reusing/filling the formatted cache. The cache is keyed by the
+ * row's version (id, xid), so what it returns is this very row: its SLU and values, never those of an earlier
+ * row that had the same id.
+ */
 export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamReading {
-  const idText = packedId(row[0]);
-  let formatted = cache.get(idText);
+  const key = packedKey(row[0]);
+  let formatted = cache.get(key);
   if (!formatted) {
-    formatted = formatPacked(row[0], idText).formatted;
-    cache.set(idText, formatted);
+    formatted = formatPacked(row[0], key).formatted;
+    cache.set(key, formatted);
   }
-  return { id: Number(idText), xid: Number(row[1]), sluId: formatted.sluId, t: readingT(formatted), formatted, json: latestJson(formatted) };
+  return { id: Number(keyId(key)), xid: Number(keyXid(key)), sluId: formatted.sluId, t: readingT(formatted), formatted, json: latestJson(formatted) };
 }
 
 /**
@@ -65,6 +74,8 @@ export function toStreamReading(row: StreamRow, cache: ReadingCache): StreamRead
  */
 export class Feed extends EventEmitter<FeedEvents> {
   private snap: Snapshot | undefined;
+  /** The change counter (sql/006) as of `snap`. */
+  private changes = '';
   private paging: { from: Snapshot; q: Snapshot; after: [number, number] } | undefined;
   private running = false;
   private dirty = false;
@@ -72,6 +83,8 @@ export class Feed extends EventEmitter<FeedEvents> {
   private timer: NodeJS.Timeout | undefined;
   private retryMs = 0;
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Ends a retry back-off early: someone is waiting for an answer now (see sync). */
+  private cutBackoff: (() => void) | undefined;
   /** Reads done and rows delivered, for metrics and tests. */
   readonly stats = { polls: 0, rows: 0, errors: 0 };
 
@@ -86,7 +99,9 @@ export class Feed extends EventEmitter<FeedEvents> {
 
   /** Starts at the database's current snapshot: what committed before is history (served through cursors). */
   async start(): Promise<Snapshot> {
-    this.snap = await currentSnapshot(this.pool);
+    const at = await currentPosition(this.pool);
+    this.snap = at.snapshot;
+    this.changes = at.changes;
     this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs);
     this.timer.unref();
     return this.snap;
@@ -105,11 +120,16 @@ export class Feed extends EventEmitter<FeedEvents> {
     if (!this.running) void this.loop();
   }
 
-  /** Resolves once a read that started after this call has completed: read-your-writes for /latest. */
+  /**
+   * Resolves once a read that started after this call has completed: read-your-writes for /latest and /rows.
+   * While the database is failing, a caller does not wait out the retry back-off: the read is tried at once and
+   * its failure rejects the caller, bounded by the pool's connect and query timeouts like any other request.
+   */
   sync(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.wake();
+      this.cutBackoff?.();
     });
   }
 
@@ -132,7 +152,11 @@ export class Feed extends EventEmitter<FeedEvents> {
           this.emit('error', e);
           // Back off (capped) and try again: the gap is covered by the next successful read.
           this.retryMs = Math.min(5000, Math.max(100, this.retryMs * 2));
-          await new Promise((r) => setTimeout(r, this.retryMs * (0.5 + Math.random() / 2)));
+          await new Promise<void>((r) => {
+            const timer = setTimeout(r, this.retryMs * (0.5 + Math.random() / 2));
+            this.cutBackoff = () => (clearTimeout(timer), r());
+          });
+          this.cutBackoff = undefined;
           this.dirty = true;
         }
       }
@@ -148,6 +172,14 @@ export class Feed extends EventEmitter<FeedEvents> {
     const started = performance.now();
     const first = await readSince(this.pool, from, this.opts.pageRows);
     this.emit('read', (performance.now() - started) / 1000);
+    if (first.changes !== this.changes) {
+      this.changes = first.changes;
+      try {
+        this.emit('change');
+      } catch (err) {
+        this.log.error({ err }, 'change consumer failed');
+      }
+    }
     if (first.complete) {
       this.snap = first.snapshot;
       this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
@@ -189,6 +221,7 @@ export class Feed extends EventEmitter<FeedEvents> {
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.cutBackoff?.();
     const e = new Error('feed closed');
     for (const w of this.waiters.splice(0)) w.reject(e);
   }

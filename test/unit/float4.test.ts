@@ -60,15 +60,36 @@ describe('legacyT', () => {
   });
 });
 
+describe('timestamps outside years 1000-9999', () => {
+  it('keep PostgreSQL spelling with the fraction padded, and order as time, not as text', async () => {
+    const { legacyT, tSortKey } = await import('../../src/format/reading.ts');
+    expect(legacyT('4713-01-01 00:00:00 BC')).toBe('4713-01-01 00:00:00.000000 BC');
+    expect(legacyT('0001-03-04 05:06:07.5 BC')).toBe('0001-03-04 05:06:07.500000 BC');
+    expect(legacyT('10000-01-01 00:00:00')).toBe('10000-01-01 00:00:00.000000');
+    expect(legacyT('0999-12-31 23:59:59.999999')).toBe('0999-12-31 23:59:59.999999');
+    expect(legacyT('infinity')).toBe('infinity');
+    // Oldest to newest, as PostgreSQL orders them.
+    const times = [
+      '-infinity', '4713-01-01 00:00:00.000000 BC', '4713-06-01 00:00:00.000000 BC', '0002-12-31 23:59:59.999999 BC',
+      '0001-01-01 00:00:00.000000 BC', '0001-01-01 00:00:00.000000', '0999-12-31 23:59:59.999999', '2023-01-27 17:00:06.461941',
+      '9999-12-31 23:59:59.999999', '10000-01-01 00:00:00.000000', '100000-01-01 00:00:00.000000', 'infinity',
+    ];
+    const keys = times.map(tSortKey);
+    expect([...keys].sort()).toEqual(keys);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});
+
 describe('packed readings', () => {
-  const packed = '0.944,,0.93,56468.7,,,16.6,8.5,,2023-03-01 08:38:08.48904,232,,0,5,123456789012';
+  const packed = '0.944,,0.93,56468.7,,,16.6,8.5,,2023-03-01 08:38:08.48904,232,,0,5,123456789012,987';
 
   it('format in one pass exactly as a row does: NULLs, integers, padded t, the legacy order', async () => {
-    const { formatPacked, formatReading, latestJson, packedId, readingT } = await import('../../src/format/reading.ts');
+    const { formatPacked, formatReading, latestJson, packedKey, readingT } = await import('../../src/format/reading.ts');
     const row = ['0.944', null, '0.93', '56468.7', null, null, '16.6', '8.5', null, '2023-03-01 08:38:08.48904', 232, null, 0, 5] as const;
     const got = formatPacked(packed);
     expect(got.id).toBe('123456789012');
-    expect(packedId(packed)).toBe('123456789012');
+    expect(got.key).toBe('123456789012,987');
+    expect(packedKey(packed)).toBe('123456789012,987');
     expect(readingT(got.formatted)).toBe('2023-03-01 08:38:08.489040');
     expect(got.formatted).toEqual(formatReading([...row] as never));
     expect(latestJson(got.formatted)).toBe(
@@ -78,7 +99,7 @@ describe('packed readings', () => {
 
   it('keep every field in place when a legacy row has no t', async () => {
     const { formatPacked, readingT } = await import('../../src/format/reading.ts');
-    const got = formatPacked('0.5,,,,,,,,,,230,,,7,42');
+    const got = formatPacked('0.5,,,,,,,,,,230,,,7,42,9');
     expect(got.formatted.head).toBe('{"p1": "0.5", "p2": null, "p3": null, "k1": null, "k2": null, "k3": null, "a1": null, "a2": null, "a3": null, "t": null');
     expect(got.formatted.tail).toBe(', "v1": 230, "v2": null, "v3": null}');
     expect(got.formatted.sluId).toBe(7);

@@ -29,13 +29,14 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
     assertGranted(req, sluId, deps);
     const key = `${sluId}:${cnt}`;
     const fresh = deps.fresh;
-    if (fresh?.reliable()) {
-      // A body built earlier is still the answer if, once every commit before this request has reached the feed,
-      // no batch since the body's mark touched this SLU and nothing was deleted or updated: no query at all.
+    if (fresh) {
+      // A body built earlier is still the answer if, once every commit before this request has reached the feed
+      // (inserts as rows, UPDATE/DELETE/TRUNCATE as the change counter read in the same snapshot), no batch since
+      // the body's mark touched this SLU and nothing changed: no query at all.
       const hit = bodies.peek(key);
       if (hit?.mark) {
         await fresh.sync();
-        if (fresh.reliable() && fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
+        if (fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
       }
     }
     const mark = fresh?.freshness.mark(); // before the query: the body will hold everything the feed had by now
@@ -44,8 +45,8 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
     if (!body) {
       const rows = await newestRows(deps.pool, deps.cache, sluId, cnt, ids);
       body = Buffer.from(wrapperJson(rows.map((r) => r.formatted), sluId));
-      // Stored under the ids it was built from (a cache miss reads afresh, possibly newer than `ids`).
-      bodies.set(key, rows.map((r) => [r.id] as const), body, mark);
+      // Stored under the keys it was built from (a cache miss reads afresh, possibly newer than `ids`).
+      bodies.set(key, rows.map((r) => [r.key] as const), body, mark);
     }
     return reply.type(JSON_TYPE).send(body);
   });
