@@ -201,3 +201,28 @@ describe('model-based: random INSERT/UPDATE/DELETE/TRUNCATE sequences, every end
     );
   }, 120_000);
 });
+
+describe('timestamps outside years 1000-9999', () => {
+  it('print with a padded fraction and an era, and /latest picks the newest as time, not as text', async () => {
+    await db.pool.query('truncate slu_reading restart identity');
+    await insertReadings(db.pool, [{ slu_id: 1, t: '2024-05-01 10:00:00', v1: 1 }]);
+    await eastHttp.get('/cityxchange/latest'); // the store holds the 2024 reading
+    // Inserted later (so the feed offers it to the store last), but 6,737 years older.
+    await insertReadings(db.pool, [{ slu_id: 1, t: '4713-01-01 00:00:00 BC', v1: 2 }, { slu_id: 2, t: '0999-12-31 23:59:59', v1: 3 }]);
+    await insertReadings(db.pool, [{ slu_id: 2, t: '0500-01-01 00:00:00 BC', v1: 4 }]);
+    const latest = JSON.parse((await eastHttp.get('/cityxchange/latest')).body) as Array<{ slu_id: number; t: string; v1: number }>;
+    expect(latest.map((r) => [r.slu_id, r.t, r.v1])).toEqual([
+      [1, '2024-05-01 10:00:00.000000', 1],
+      [2, '0999-12-31 23:59:59.000000', 3],
+    ]);
+    const rows = JSON.parse((await eastHttp.get('/cityxchange/rows?slu_id=1&cnt=10')).body) as { data: Array<{ t: string }> };
+    expect(rows.data.map((r) => r.t)).toEqual(['2024-05-01 10:00:00.000000', '4713-01-01 00:00:00.000000 BC']);
+    // A restart of the store (any change) orders them the same way, from SQL.
+    await db.pool.query('delete from slu_reading where v1 = 3');
+    const after = JSON.parse((await eastHttp.get('/cityxchange/latest')).body) as Array<{ slu_id: number; t: string }>;
+    expect(after.map((r) => [r.slu_id, r.t])).toEqual([
+      [1, '2024-05-01 10:00:00.000000'],
+      [2, '0500-01-01 00:00:00.000000 BC'],
+    ]);
+  });
+});

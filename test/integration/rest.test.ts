@@ -226,6 +226,15 @@ describe('database unreachable', () => {
         expect(res.json()).toMatchObject({ statusCode: 503, code: 'SLUICE_ERR_DB_UNAVAILABLE' });
         expect(Date.now() - started).toBeLessThan(5000);
       }
+      // The same bound for /latest as for the others: it does not wait out the feed's retry back-off (which
+      // reached seconds) but tries the database once, like /rows, and answers 503 as soon as that fails. Here a
+      // cut connection fails at once, so every answer is far inside PG_CONNECT_TIMEOUT_MS.
+      for (let i = 0; i < 6; i++) {
+        const started = Date.now();
+        const res = await c.get(`${B}/latest`);
+        expect(res.json()).toMatchObject({ statusCode: 503, code: 'SLUICE_ERR_DB_UNAVAILABLE' });
+        expect(Date.now() - started, `/latest #${i} while the database is down`).toBeLessThan(1000);
+      }
       proxy.restore();
       expect((await c.get(`${B}/rows?slu_id=1&cnt=1`)).status).toBe(200);
     } finally {
