@@ -44,6 +44,10 @@ export const ErrorCodes = {
   SLUICE_ERR_FRAME_TOO_LARGE: { status: 0, wsClose: 1009, message: 'frame too large' },
   /** Binary frames are not part of the protocol (close 1003). */
   SLUICE_ERR_BINARY: { status: 0, wsClose: 1003, message: 'binary frames are not accepted' },
+  /** This partner already runs REPLAY_MAX_PER_PARTNER resumes at once (close 4429): retry with the same cursor when one has finished. */
+  SLUICE_ERR_REPLAY_LIMIT: { status: 429, wsClose: 4429, message: 'too many concurrent replays for this partner' },
+  /** The gateway runs REPLAY_MAX_CONCURRENT resumes at once (close 1013 try again later): retry with the same cursor in a few seconds. */
+  SLUICE_ERR_REPLAYS_BUSY: { status: 503, wsClose: 1013, message: 'too many concurrent replays on this gateway' },
   /** The gateway is shutting down; reconnect (to another process) with your cursor (close 1012). */
   SLUICE_ERR_GOING_AWAY: { status: 503, wsClose: 1012, message: 'gateway restarting: reconnect with your cursor' },
 } as const;

@@ -6,6 +6,8 @@ import type { Config } from './config/config.ts';
 import { latestPerSlu } from './db/latest.ts';
 import { migrate } from './db/migrate.ts';
 import { createPool } from './db/pool.ts';
+import { startXidClock } from './db/xid-clock.ts';
+import { ReplaySlots } from './stream/replay-slots.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.ts';
 import { ReadingCache } from './format/reading-cache.ts';
 import { Hub } from './hub/hub.ts';
@@ -43,6 +45,8 @@ export interface Gateway {
   readonly hub: Hub;
   readonly listener: Listener;
   readonly grants: Grants;
+  /** Resumes replaying now, in all and per partner. */
+  readonly replays: ReplaySlots;
   /** Re-reads the TLS files (CA, certificate, key, CRL, deny-list) without dropping clients; false if unusable. */
   reloadTls(): boolean;
   readonly stream: StreamServer;
@@ -85,6 +89,15 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     closers.push(() => pool.end());
     const applied = await migrate(pool);
     if (applied.length) log.info({ applied }, 'migrations applied');
+    const clock = startXidClock(pool, log);
+    closers.push(() => clock.close());
+    // Resumes replay on connections of their own: however many partners resume at once, REST keeps its pool.
+    const replayPool = createPool(
+      { connectionString: databaseUrl, max: config.REPLAY_MAX_CONCURRENT, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS, applicationName: 'sluice-replay' },
+      log,
+    );
+    closers.push(() => replayPool.end());
+    const replaySlots = new ReplaySlots(config.REPLAY_MAX_CONCURRENT, config.REPLAY_MAX_PER_PARTNER, config.REPLAY_WAIT_MS);
 
     // The feed starts at a snapshot; the latest store is then filled by a scan that sees at least as much, and
     // kept current by every batch after it (a reading seen twice is harmless).
@@ -177,6 +190,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       },
       hubStats: () => hub.stats,
       listenerReconnects: () => listener.reconnects,
+      replays: () => replaySlots.running,
     });
     observe = {
       published: (notifyToSend, publish) => {
@@ -209,7 +223,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     stream = createStreamServer({
       server: app.server as unknown as HttpsServer,
       hub,
-      pool,
+      replay: { pool: replayPool, canceller: pool, slots: replaySlots, windowS: config.REPLAY_WINDOW_S },
       cache,
       grants,
       isRevoked,
@@ -226,6 +240,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
         catchUpPageRows: config.FEED_PAGE_ROWS,
         maxBadMessages: 20,
         progressIntervalMs: config.WS_PROGRESS_MS,
+        replayFlushTimeoutMs: config.WS_HEARTBEAT_MS,
       },
     });
     await app.listen({ host: config.HOST, port: config.PORT });
@@ -248,6 +263,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           listener: listener.state,
           listenerReconnects: listener.reconnects,
           streamClients: stream.clients,
+          replays: replaySlots.running,
           process: stats(),
         }),
         extra: (req, res) => {
@@ -277,6 +293,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       listener,
       stream,
       grants,
+      replays: replaySlots,
       reloadTls: () => tls.reload('requested'),
       close: closeAll,
     };

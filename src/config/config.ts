@@ -92,6 +92,14 @@ export const ConfigSchema = z
     WS_HEARTBEAT_MS: int(100, 600_000).default(30_000),
     /** Idle clients get a progress frame with a fresh cursor at most this often, ms. Default 10000. */
     WS_PROGRESS_MS: int(0, 3_600_000).default(10_000),
+    /** Resumes (since=) replaying at once in this gateway, each on a database connection of its own; more wait (REPLAY_WAIT_MS), then close 1013 SLUICE_ERR_REPLAYS_BUSY. Default 8. */
+    REPLAY_MAX_CONCURRENT: int(1, 1000).default(8),
+    /** Resumes one partner (certificate CN) may replay at once; more wait, then close 4429 SLUICE_ERR_REPLAY_LIMIT. Default 4. */
+    REPLAY_MAX_PER_PARTNER: int(1, 1000).default(4),
+    /** Longest a resume waits for a replay slot before it is refused, ms. Default 15000. */
+    REPLAY_WAIT_MS: int(0, 600_000).default(15_000),
+    /** Oldest cursor a resume accepts, in seconds; older ones are refused with 4410 instead of replaying that much. Default 604800 (7 days). */
+    REPLAY_WINDOW_S: int(60, 366 * 86_400).default(7 * 86_400),
     /** How long SIGTERM/SIGINT waits for a graceful drain before exiting anyway, in ms. Default 10000. */
     SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   })

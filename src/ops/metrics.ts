@@ -8,6 +8,8 @@ export interface MetricSources {
   readonly streamPartners: () => Iterable<string>;
   readonly hubStats: () => { readonly batches: number; readonly framesSent: number; readonly readingsOut: number; readonly readingsIn: number };
   readonly listenerReconnects: () => number;
+  /** Resumes replaying now. */
+  readonly replays?: () => number;
 }
 
 /**
@@ -52,6 +54,12 @@ export class Metrics {
     fromStats('sluice_frames_out_total', 'Reading frames sent to stream clients.', () => src.hubStats().framesSent);
     fromStats('sluice_feed_batches_total', 'Database reads of the feed that were published.', () => src.hubStats().batches);
     fromStats('sluice_listener_reconnects_total', 'Times the LISTEN connection was re-established.', src.listenerReconnects);
+    new client.Gauge({
+      name: 'sluice_replays_running', help: 'Stream resumes (since=) replaying now; at REPLAY_MAX_CONCURRENT new ones are refused.', registers: [r],
+      collect() {
+        this.set(src.replays?.() ?? 0);
+      },
+    });
     new client.Gauge({
       name: 'sluice_pg_notification_queue_usage', help: 'pg_notification_queue_usage(): fraction of the NOTIFY queue in use (trouble near 1).', registers: [r],
       async collect() {

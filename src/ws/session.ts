@@ -4,14 +4,16 @@ import type { WebSocket } from 'ws';
 import { ErrorCodes, SluiceError, toSluiceError, type ErrorCode } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
-import { catchUp } from '../stream/catch-up.ts';
+import { catchUp, ReplayAborted } from '../stream/catch-up.ts';
+import type { ReplaySlots } from '../stream/replay-slots.ts';
 import { encodeCursor, type Cursor } from '../stream/cursor.ts';
 import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
 import { covers, visibleIn, type Snapshot } from '../stream/snapshot.ts';
+import { readingsFrame } from './protocol.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, mayRead, type Access } from '../access/grants.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { errorFrame, parseClientMessage, readingsFrame } from './protocol.ts';
+import { errorFrame, parseClientMessage } from './protocol.ts';
 
 export interface SessionLimits {
   /** Most SLUs one connection may subscribe to. */
@@ -26,6 +28,19 @@ export interface SessionLimits {
   readonly maxBadMessages: number;
   /** Send a progress frame (cursor only) to an idle client at most this often, ms. */
   readonly progressIntervalMs: number;
+  /** A replaying client that has not taken a page (socket write done) within this long is cut off with 4408, ms. */
+  readonly replayFlushTimeoutMs: number;
+}
+
+/** What a resume (since=) needs: its own connections, a way to cancel, the limits. */
+export interface ReplayDeps {
+  /** Replay connections only (REPLAY_MAX_CONCURRENT of them): replays never take the REST API's connections. */
+  readonly pool: pg.Pool;
+  /** The main pool, for pg_cancel_backend when a replaying client goes away mid-query. */
+  readonly canceller: pg.Pool;
+  readonly slots: ReplaySlots;
+  /** Cursors older than this are refused with 4410, seconds. */
+  readonly windowS: number;
 }
 
 type Mode = 'catching-up' | 'live';
@@ -45,6 +60,13 @@ export class Session implements Subscriber {
   private floor: Snapshot | undefined;
   private held: StreamReading[] = [];
   private buffered: Array<{ batch: Batch; cursorText: string }> = [];
+  /** Readings in `buffered`; past a bound the buffer is dropped and the replay runs another round instead. */
+  private bufferedReadings = 0;
+  private overflowed = false;
+  /** Aborted when the connection ends: a running replay's query is cancelled and no further page is read. */
+  private readonly abort = new AbortController();
+  /** Settles when no replay of this session runs any more (the partner's connection slot is freed then). */
+  replayDone: Promise<void> = Promise.resolve();
   private lastCursorText = '';
   private lastSentAt = Date.now();
   private badMessages = 0;
@@ -57,7 +79,7 @@ export class Session implements Subscriber {
     sluIds: readonly number[] | null,
     private access: Access,
     private readonly hub: Hub,
-    private readonly pool: pg.Pool,
+    private readonly replay: ReplayDeps,
     private readonly cache: ReadingCache,
     private readonly limits: SessionLimits,
     private readonly log: Logger,
@@ -108,7 +130,13 @@ export class Session implements Subscriber {
     return this.mode === 'live' && this.floor === undefined && !this.closed;
   }
 
-  /** Joins the live stream now, or after replaying everything since `since`. */
+  /**
+   * Joins the live stream now, or after replaying everything since `since`. A replay takes one of the gateway's
+   * replay slots (or is refused with 4429 / 1013), reads one page at a time on a replay connection and sends
+   * the next only once the previous one has left the process, and stops (its query cancelled) when the client
+   * goes away. Live batches that arrive meanwhile are buffered up to two pages; past that the buffer is dropped
+   * and another round replays from where this one ended (the table holds those rows anyway).
+   */
   async start(since: Cursor | undefined): Promise<void> {
     if (!since) {
       this.lastCursorText = this.hub.currentCursor;
@@ -117,17 +145,49 @@ export class Session implements Subscriber {
       return;
     }
     this.mode = 'catching-up';
-    let replayed = 0;
-    this.hub.add(this); // buffer live batches from now on
+    this.hub.add(this); // buffer live batches from now on (also while waiting for a slot)
     this.sendRaw(this.subscribedFrame(encodeCursor(since)));
+    const slot = await this.replay.slots.acquire(this.partner.cn, this.abort.signal);
+    if (slot === 'aborted') return;
+    if (slot !== 'ok') {
+      this.metrics?.refusals.inc({ code: slot });
+      this.log.warn({ partner: this.partner.cn, code: slot, running: this.replay.slots.running }, 'refused: replay limit');
+      const message =
+        slot === 'SLUICE_ERR_REPLAY_LIMIT'
+          ? `partner "${this.partner.cn}" ran ${this.replay.slots.maxPerPartner} resumes at once for ${this.replay.slots.waitMs} ms; retry with the same cursor`
+          : `this gateway ran ${this.replay.slots.max} resumes at once for ${this.replay.slots.waitMs} ms; retry with the same cursor in a few seconds`;
+      return this.fail(new SluiceError(slot, message));
+    }
+    let done = (): void => undefined;
+    this.replayDone = new Promise((r) => (done = r));
+    let replayed = 0;
+    let client: pg.PoolClient | undefined;
+    let broken = false;
     try {
-      const q = await catchUp(this.pool, since, this.sluIds ? [...this.sluIds] : null, this.limits.catchUpPageRows, (rows, cursor) => {
-        if (this.closed) return;
-        // Filtered again: a grant may have been revoked while this catch-up ran.
-        const readings = rows.map((r) => toStreamReading(r, this.cache)).filter((r) => this.wants(r.sluId));
-        replayed += readings.length;
-        this.sendReadings(readings.map((r) => r.json), encodeCursor(cursor));
-      });
+      client = await this.replay.pool.connect();
+      let from = since;
+      let q: Snapshot;
+      for (;;) {
+        this.buffered = [];
+        this.bufferedReadings = 0;
+        this.overflowed = false;
+        q = await catchUp(client, this.replay.canceller, from, this.sluIds ? [...this.sluIds] : null, {
+          pageRows: this.limits.catchUpPageRows,
+          windowS: this.replay.windowS,
+          signal: this.abort.signal,
+          send: (rows, cursor) => {
+            // Filtered again: a grant may have been revoked while this catch-up ran.
+            const readings = rows.map((r) => toStreamReading(r, this.cache)).filter((r) => this.wants(r.sluId));
+            replayed += readings.length;
+            const cursorText = encodeCursor(cursor);
+            this.lastCursorText = cursorText;
+            this.lastSentAt = Date.now();
+            return this.sendFlushed(readingsFrame(readings.map((r) => r.json), cursorText));
+          },
+        });
+        if (!this.overflowed || this.closed) break;
+        from = { kind: 'settled', s: q };
+      }
       if (this.closed) return;
       this.metrics?.catchUpRows.observe(replayed);
       this.floor = q;
@@ -135,12 +195,41 @@ export class Session implements Subscriber {
       this.mode = 'live';
       const pending = this.buffered;
       this.buffered = [];
+      this.bufferedReadings = 0;
       for (const { batch, cursorText } of pending) this.onBatch(batch, cursorText);
     } catch (err) {
+      // A connection whose query was cancelled or failed is not given back to the pool: a late cancel must not hit
+      // the next replay's query on it.
+      broken = !(err instanceof SluiceError);
+      if (err instanceof ReplayAborted || this.closed) return;
       const e = toSluiceError(err);
       if (e.code === 'SLUICE_ERR_INTERNAL') this.log.error({ err, partner: this.partner.cn }, 'catch-up failed');
       this.fail(e);
+    } finally {
+      client?.release(broken || undefined);
+      this.replay.slots.release(this.partner.cn);
+      done();
     }
+  }
+
+  /** Sends a replay page and resolves once the socket has taken it (or rejects when the client is gone or stuck). */
+  private sendFlushed(text: string): Promise<void> {
+    if (this.closed) return Promise.reject(new ReplayAborted());
+    if (this.ws.bufferedAmount > this.limits.maxBufferBytes) {
+      this.close('SLUICE_ERR_SLOW_CONSUMER', `more than ${this.limits.maxBufferBytes} bytes unread; reconnect with since=<your last cursor>`);
+      return Promise.reject(new ReplayAborted());
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.close('SLUICE_ERR_SLOW_CONSUMER', `a replay page was not taken within ${this.limits.replayFlushTimeoutMs} ms; reconnect with since=<your last cursor>`);
+        reject(new ReplayAborted());
+      }, this.limits.replayFlushTimeoutMs);
+      this.ws.send(text, (err) => {
+        clearTimeout(timer);
+        if (err || this.closed) reject(new ReplayAborted());
+        else resolve();
+      });
+    });
   }
 
   private subscribedFrame(cursorText = this.lastCursorText): string {
@@ -169,6 +258,14 @@ export class Session implements Subscriber {
   onBatch(batch: Batch, cursorText: string): void {
     if (this.closed) return;
     if (this.mode === 'catching-up') {
+      if (this.overflowed) return; // the next replay round reads these rows from the table
+      this.bufferedReadings += batch.readings.length;
+      if (this.bufferedReadings > 2 * this.limits.catchUpPageRows) {
+        this.buffered = [];
+        this.bufferedReadings = 0;
+        this.overflowed = true;
+        return;
+      }
       this.buffered.push({ batch, cursorText });
       return;
     }
@@ -270,7 +367,9 @@ export class Session implements Subscriber {
   close(code: ErrorCode, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.abort.abort();
     this.hub.remove(this);
+    this.buffered = [];
     const wsCode = ErrorCodes[code].wsClose || 1011;
     this.metrics?.streamCloses.inc({ code });
     this.log.info({ partner: this.partner.cn, code, wsCode }, 'closing stream');
@@ -282,6 +381,7 @@ export class Session implements Subscriber {
   /** The socket went away (any reason). */
   dispose(): void {
     this.closed = true;
+    this.abort.abort();
     this.hub.remove(this);
     this.buffered = [];
     this.held = [];

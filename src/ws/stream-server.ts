@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorBody, SluiceError, STATUS_TEXT, toSluiceError } from '../errors.ts';
@@ -13,7 +12,7 @@ import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
 import { identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
-import { Session, type SessionLimits } from './session.ts';
+import { Session, type ReplayDeps, type SessionLimits } from './session.ts';
 
 export interface StreamServerOptions extends SessionLimits {
   /** Stream connections the whole gateway accepts; beyond, upgrades get 503 (SLUICE_ERR_SERVER_FULL). */
@@ -35,7 +34,8 @@ export interface StreamServerOptions extends SessionLimits {
 export function createStreamServer(deps: {
   server: import('node:https').Server;
   hub: Hub;
-  pool: pg.Pool;
+  /** Resumes (since=): their connections, slots and window. */
+  replay: ReplayDeps;
   cache: ReadingCache;
   grants: Grants;
   /** True when the certificate is revoked (CRL deny-list), checked at every upgrade (TLS resumption skips the handshake check). */
@@ -44,7 +44,7 @@ export function createStreamServer(deps: {
   log: Logger;
   opts: StreamServerOptions;
 }) {
-  const { hub, pool, cache, grants, log, opts } = deps;
+  const { hub, replay, cache, grants, log, opts } = deps;
   // Two tiers: frames up to 4x the limit (or 64 KiB) are read and refused by the session with a reasoned 1009;
   // beyond that ws stops reading at once (1009 without a reason), so no client can make us buffer more.
   const hardMaxPayload = Math.max(4 * opts.maxPayloadBytes, 64 * 1024);
@@ -106,7 +106,7 @@ export function createStreamServer(deps: {
       const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
       const sinceText = url.searchParams.get('since');
       const since = sinceText === null ? undefined : decodeCursor(sinceText);
-      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, pool, cache, opts, log, deps.metrics);
+      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, replay, cache, opts, log, deps.metrics);
       sessions.set(ws, session);
       const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
       // A change between the lookup above and watch(): the cached promise is already the new access then.
@@ -116,9 +116,10 @@ export function createStreamServer(deps: {
       ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
       ws.on('close', () => {
         unwatch();
-        session.dispose();
+        session.dispose(); // aborts a running replay: its query is cancelled
         sessions.delete(ws);
-        release(partner.cn);
+        // A replay counts against the partner's connection cap until it has really stopped, not just its socket.
+        void session.replayDone.then(() => release(partner.cn));
       });
       log.info({ partner: partner.cn, slu_ids: slus.ok ? (slus.ids ?? 'all') : undefined, resume: since !== undefined }, 'stream connected');
       if (!slus.ok) return session.fail(paramError(slus.message));
