@@ -12,6 +12,12 @@ export const ErrorCodes = {
   SLUICE_ERR_METHOD: { status: 405, wsClose: 0, message: 'method not allowed' },
   /** No usable client certificate on the connection (HTTP 401). */
   SLUICE_ERR_NO_CLIENT_CERT: { status: 401, wsClose: 4401, message: 'a valid client certificate is required' },
+  /**
+   * A certificate from TLS_CA that cannot name a partner: not exactly one CN in a single-valued RDN, a CN with
+   * control or invisible characters or spelled like a pin (sha256:…), or a CA certificate (HTTP 401, also at the
+   * stream upgrade). The message says which.
+   */
+  SLUICE_ERR_CERT_IDENTITY: { status: 401, wsClose: 4401, message: 'this client certificate cannot identify a partner' },
   /** A valid certificate whose partner has no grant at all (HTTP 403; WebSocket upgrade 403, or close 4403 when the last grant is revoked while connected). */
   SLUICE_ERR_NO_GRANTS: { status: 403, wsClose: 4403, message: 'this partner has no access to any SLU' },
   /** An SLU the partner is not granted (HTTP 403 on /rows and /time; an error frame on the stream, no data). */

@@ -48,7 +48,7 @@ export interface Gateway {
   /** Resumes replaying now, in all and per partner. */
   readonly replays: ReplaySlots;
   /** Re-reads the TLS files (CA, certificate, key, CRL, deny-list) without dropping clients; false if unusable. */
-  reloadTls(): boolean;
+  reloadTls(): Promise<boolean>;
   readonly stream: StreamServer;
   /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
@@ -172,7 +172,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     }
 
     let stream: StreamServer | undefined;
-    const tls = new TlsReloader({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY, crl: config.TLS_CRL, denylist: config.TLS_DENYLIST }, log, {
+    const tls = await TlsReloader.start({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY, crl: config.TLS_CRL, denylist: config.TLS_DENYLIST }, log, {
       watch: config.TLS_WATCH,
       warnDays: config.TLS_EXPIRY_WARN_DAYS,
       onReload: (material) => {
@@ -191,6 +191,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hubStats: () => hub.stats,
       listenerReconnects: () => listener.reconnects,
       replays: () => replaySlots.running,
+      tlsDegraded: () => tls.degraded !== undefined,
     });
     observe = {
       published: (notifyToSend, publish) => {
@@ -262,6 +263,10 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           database: dbOk ? 'ok' : 'unreachable',
           listener: listener.state,
           listenerReconnects: listener.reconnects,
+          // Not part of `ready`: the previous, good material still serves, and a bad file pushed to every
+          // gateway at once must not take them all out of the load balancer.
+          tls: tls.degraded === undefined ? 'ok' : 'degraded',
+          ...(tls.degraded === undefined ? {} : { tlsReason: tls.degraded }),
           streamClients: stream.clients,
           replays: replaySlots.running,
           process: stats(),

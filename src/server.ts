@@ -59,7 +59,7 @@ export async function main(): Promise<void> {
   };
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading TLS certificates, CRL and deny-list');
-    gateway.reloadTls();
+    void gateway.reloadTls(); // a refused reload is logged and shown in /readyz and sluice_tls_degraded
   });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { fingerprintName } from './grants.ts';
+import { fingerprintName, isPinSpelling } from './grants.ts';
 
 /** One row of sluice_partner_grant: slu_id null = every SLU. */
 export interface GrantRow {
@@ -18,7 +18,7 @@ export function partnerName(input: string): string {
   if (s.length === 0) throw new Error('partner name is empty');
   if (Buffer.byteLength(s) > 1000) throw new Error('partner name is longer than 1000 bytes');
   const hex = s.replace(/^sha256:/i, '').replace(/:/g, '');
-  if (/^sha256:/i.test(s) || /^([0-9a-f]{2}:){31}[0-9a-f]{2}$/i.test(s)) {
+  if (isPinSpelling(s)) {
     if (!/^[0-9a-f]{64}$/i.test(hex)) throw new Error(`not a SHA-256 fingerprint: ${s}`);
     return fingerprintName(s);
   }

@@ -23,14 +23,31 @@ export function fingerprintName(fp: string): string {
   return 'sha256:' + fp.replace(/^sha256:/i, '').replace(/:/g, '').toLowerCase();
 }
 
-/** The grant names a certificate answers to: its CN and its fingerprint. */
-export function namesOf(p: PartnerIdentity): [string, string] {
-  return [p.cn, fingerprintName(p.fingerprint256)];
+/**
+ * True for a name spelled the way operators write a pin ('sha256:…' in any case, or AB:CD:… with 32 bytes):
+ * `partnerName` stores those as 'sha256:<hex>' rows, so a certificate CN spelled so must never be looked up as a
+ * name, or its subject could choose another certificate's pinned grants.
+ */
+export function isPinSpelling(name: string): boolean {
+  return /^\s*sha256:/i.test(name) || /^\s*([0-9a-f]{2}:){31}[0-9a-f]{2}\s*$/i.test(name);
 }
 
-function namesOfKey(key: string): [string, string] {
+/**
+ * The grant names a certificate answers to: its fingerprint, and its CN unless that is spelled like a pin
+ * (identityOf refuses such certificates already; this keeps pins and names apart should it ever not).
+ */
+export function namesOf(p: PartnerIdentity): string[] {
+  return namesOfParts(p.cn, p.fingerprint256);
+}
+
+function namesOfParts(cn: string, fingerprint256: string): string[] {
+  const pin = fingerprintName(fingerprint256);
+  return isPinSpelling(cn) ? [pin] : [cn, pin];
+}
+
+function namesOfKey(key: string): string[] {
   const bar = key.indexOf('|');
-  return [key.slice(bar + 1), fingerprintName(key.slice(0, bar))];
+  return namesOfParts(key.slice(bar + 1), key.slice(0, bar));
 }
 
 const ACCESS_SQL = `select bool_or(slu_id is null) as all, coalesce(array_agg(slu_id) filter (where slu_id is not null), '{}') as slus
@@ -108,7 +125,7 @@ export class Grants {
     this.log.info({ partner: partner ?? '*', identities: affected.size }, 'grants changed; reloading');
     for (const key of affected) {
       const names = namesOfKey(key);
-      const cn = names[0];
+      const cn = key.slice(key.indexOf('|') + 1);
       const entry: Entry = { names, promise: this.load(names) };
       this.byKey.set(key, entry);
       entry.promise.then(

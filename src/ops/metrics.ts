@@ -10,6 +10,8 @@ export interface MetricSources {
   readonly listenerReconnects: () => number;
   /** Resumes replaying now. */
   readonly replays?: () => number;
+  /** True while TLS is degraded: a reload was refused (the previous material serves) or the CRL is out of date (TlsReloader.degraded). */
+  readonly tlsDegraded?: () => boolean;
 }
 
 /**
@@ -69,6 +71,12 @@ export class Metrics {
         } catch {
           this.set(Number.NaN); // database unreachable: shown as NaN rather than a stale value
         }
+      },
+    });
+    new client.Gauge({
+      name: 'sluice_tls_degraded', help: '1 while the last TLS reload was refused (the previous certificates and CRL still serve) or the CRL is out of date; 0 otherwise.', registers: [r],
+      collect() {
+        this.set(src.tlsDegraded?.() ? 1 : 0);
       },
     });
     this.notifyToSend = new client.Histogram({

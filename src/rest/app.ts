@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { errorBody, SluiceError, toSluiceError } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
-import { identityOf, type PartnerIdentity } from '../tls/identity.ts';
+import { identityError, identityOf, type PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, type Access, type Grants } from '../access/grants.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Freshness } from '../hub/freshness.ts';
@@ -77,8 +77,15 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
   app.decorateRequest('access', null as unknown as Access);
 
   app.addHook('onRequest', async (req, reply) => {
-    const id = identityOf(req.raw.socket as TLSSocket);
-    if (!id) return sendError(reply, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'));
+    const check = identityOf(req.raw.socket as TLSSocket);
+    if (!check.ok) {
+      if (check.code === 'SLUICE_ERR_CERT_IDENTITY') {
+        req.log.warn({ fingerprint: check.fingerprint256, reason: check.reason }, 'refused: certificate cannot identify a partner');
+        deps.metrics?.refusals.inc({ code: check.code });
+      }
+      return sendError(reply, identityError(check));
+    }
+    const id = check.identity;
     req.partner = id;
     if (deps.isRevoked(id)) {
       req.log.warn({ partner: id.cn, serial: id.serial }, 'refused: certificate revoked');

@@ -1,6 +1,7 @@
+import 'reflect-metadata'; // @peculiar/x509's dependency injection needs it loaded first
 import { readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
-import type { SecureContextOptions } from 'node:tls';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import type { PartnerIdentity } from './identity.ts';
 
@@ -53,17 +54,41 @@ export class TlsMaterial {
     readonly crlNextUpdate: Date | undefined,
   ) {}
 
-  /** Reads and checks every file; throws a message naming the file and the setting when one is unusable. */
-  static load(files: TlsFiles): TlsMaterial {
+  /**
+   * Reads and checks every file; throws a message naming the file and the setting when one is unusable. The
+   * checks are those whose failure would otherwise surface only as every handshake failing: the server
+   * certificate parses, is within its validity period and matches the key; every CRL is signed by a CA in
+   * TLS_CA and is current (OpenSSL refuses all clients of a CA whose CRL is past nextUpdate or from elsewhere);
+   * and OpenSSL accepts the whole set as a secure context.
+   */
+  static async load(files: TlsFiles, now: Date = new Date()): Promise<TlsMaterial> {
     const ca = read(files.ca, 'CA certificate', 'TLS_CA');
     const cert = read(files.cert, 'server certificate', 'TLS_CERT');
     const key = read(files.key, 'server key', 'TLS_KEY');
-    let serverNotAfter: Date;
+    const caCerts = (ca.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => {
+      try {
+        return new x509.X509Certificate(pem);
+      } catch (err) {
+        throw new Error(`${files.ca} holds a certificate that cannot be parsed (TLS_CA)`, { cause: err });
+      }
+    });
+    if (caCerts.length === 0) throw new Error(`${files.ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----) (TLS_CA)`);
+    let server: X509Certificate;
     try {
-      serverNotAfter = new Date(new X509Certificate(cert).validTo);
+      server = new X509Certificate(cert);
     } catch (err) {
       throw new Error(`the server certificate ${files.cert} is not a PEM certificate (TLS_CERT)`, { cause: err });
     }
+    const serverNotAfter = new Date(server.validTo);
+    if (serverNotAfter < now) throw new Error(`the server certificate ${files.cert} expired at ${serverNotAfter.toISOString()}; every client would refuse it (TLS_CERT)`);
+    if (new Date(server.validFrom) > now) throw new Error(`the server certificate ${files.cert} is not valid before ${new Date(server.validFrom).toISOString()}; clients would refuse it (TLS_CERT)`);
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey(key);
+    } catch (err) {
+      throw new Error(`the server key ${files.key} is not a PEM private key (TLS_KEY)`, { cause: err });
+    }
+    if (!server.checkPrivateKey(privateKey)) throw new Error(`the server key ${files.key} does not belong to the server certificate ${files.cert} (TLS_KEY, TLS_CERT)`);
     const revoked = new Set<string>();
     let crlNextUpdate: Date | undefined;
     let crl: Buffer | undefined;
@@ -80,6 +105,7 @@ export class TlsMaterial {
         } catch (err) {
           throw new Error(`${files.crl} holds a CRL that cannot be parsed (TLS_CRL)`, { cause: err });
         }
+        await checkCrl(parsed, caCerts, files, now);
         for (const e of parsed.entries) revoked.add(normalizeSerial(e.serialNumber));
         if (parsed.nextUpdate && (!crlNextUpdate || parsed.nextUpdate < crlNextUpdate)) crlNextUpdate = parsed.nextUpdate;
       }
@@ -95,7 +121,13 @@ export class TlsMaterial {
         denied.add(fp);
       });
     }
-    return new TlsMaterial({ ca, cert, key, ...(crl ? { crl } : {}) }, revoked, denied, serverNotAfter, crlNextUpdate);
+    const options: SecureContextOptions = { ca, cert, key, ...(crl ? { crl } : {}) };
+    try {
+      createSecureContext(options);
+    } catch (err) {
+      throw new Error(`OpenSSL refuses the TLS files together (TLS_CA, TLS_CERT, TLS_KEY, TLS_CRL): ${(err as Error).message}`, { cause: err });
+    }
+    return new TlsMaterial(options, revoked, denied, serverNotAfter, crlNextUpdate);
   }
 
   /** True when the partner's certificate is in the CRL or on the fingerprint deny-list. */
@@ -106,4 +138,26 @@ export class TlsMaterial {
   get revokedCount(): number {
     return this.revokedSerials.size + this.deniedFingerprints.size;
   }
+}
+
+/**
+ * Throws unless `crl` is signed by a CA of TLS_CA (same subject, signature verifies with its key) and is current:
+ * OpenSSL looks CRLs up by issuer and, with a CRL configured, refuses every client whose CA has no valid,
+ * current CRL, so a CRL from elsewhere or past its nextUpdate would lock every partner out.
+ */
+async function checkCrl(crl: x509.X509Crl, caCerts: readonly x509.X509Certificate[], files: TlsFiles, now: Date): Promise<void> {
+  const where = `the CRL in ${files.crl} (issuer ${crl.issuer})`;
+  let verified = false;
+  for (const caCert of caCerts) {
+    if (caCert.subject !== crl.issuer) continue;
+    try {
+      if (await crl.verify({ publicKey: caCert.publicKey })) verified = true;
+    } catch {
+      // an algorithm the CA's key cannot verify: not this CA's signature
+    }
+    if (verified) break;
+  }
+  if (!verified) throw new Error(`${where} is not signed by a CA in ${files.ca}; a CRL from another CA would make every handshake fail (TLS_CRL, TLS_CA)`);
+  if (crl.thisUpdate > now) throw new Error(`${where} is not valid before ${crl.thisUpdate.toISOString()} (thisUpdate); OpenSSL would refuse every handshake (TLS_CRL)`);
+  if (crl.nextUpdate && crl.nextUpdate < now) throw new Error(`${where} is past its nextUpdate ${crl.nextUpdate.toISOString()}; OpenSSL would refuse every handshake: publish a fresh CRL (TLS_CRL)`);
 }

@@ -6,12 +6,19 @@ import { TlsMaterial, type TlsFiles } from './tls-material.ts';
 
 const DAY_MS = 86_400_000;
 
+interface ReloaderOptions {
+  readonly watch: boolean;
+  readonly warnDays: number;
+  readonly onReload?: (m: TlsMaterial) => void;
+}
+
 /**
  * Keeps the server's TLS material current without a restart: on reload() (SIGHUP) and, with `watch`, when a
  * file changes. Connected clients stay connected (setSecureContext applies to new handshakes); session ticket
  * keys are rotated so no TLS session from before the reload can be resumed; `onReload` lets the gateway close
- * live streams of certificates that were just revoked. A reload that fails (a half-written file, a bad PEM)
- * keeps the previous material and logs why.
+ * live streams of certificates that were just revoked. A reload whose files fail the checks of
+ * TlsMaterial.load (a half-written file, a key that does not match, a CRL from another CA or out of date) keeps
+ * the previous material, logs why, and leaves the gateway `degraded` until a reload succeeds.
  */
 export class TlsReloader {
   current: TlsMaterial;
@@ -19,16 +26,37 @@ export class TlsReloader {
   private debounce: NodeJS.Timeout | undefined;
   private readonly daily: NodeJS.Timeout;
   private readonly watched: string[] = [];
+  /** Why the last reload was refused; undefined after a good one. */
+  private failure: string | undefined;
+  /** Reloads run one at a time, in the order asked, so an older read of the files never replaces a newer one. */
+  private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(
+  /** Loads and checks the files; rejects with a message naming the file and setting (start-up stops there). */
+  static async start(files: TlsFiles, log: Logger, opts: ReloaderOptions): Promise<TlsReloader> {
+    return new TlsReloader(files, log, opts, await TlsMaterial.load(files));
+  }
+
+  private constructor(
     private readonly files: TlsFiles,
     private readonly log: Logger,
-    private readonly opts: { watch: boolean; warnDays: number; onReload?: (m: TlsMaterial) => void },
+    private readonly opts: ReloaderOptions,
+    material: TlsMaterial,
   ) {
-    this.current = TlsMaterial.load(files);
+    this.current = material;
     this.warnExpiry();
     this.daily = setInterval(() => this.warnExpiry(), DAY_MS);
     this.daily.unref();
+  }
+
+  /**
+   * Why the server may be failing handshakes or serving stale material, or undefined when all is well: the last
+   * reload was refused (the previous material still serves), or the CRL in use is past its nextUpdate.
+   */
+  get degraded(): string | undefined {
+    if (this.failure) return this.failure;
+    const next = this.current.crlNextUpdate;
+    if (next && next.getTime() < Date.now()) return `the CRL in use is past its nextUpdate ${next.toISOString()}: handshakes fail until a fresh one is loaded`;
+    return undefined;
   }
 
   /** Starts applying reloads to `server` (and watching the files, if asked). */
@@ -42,34 +70,46 @@ export class TlsReloader {
       watchFile(f, { interval: 1000, persistent: false }, (cur, prev) => {
         if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
         clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => this.reload(`${f} changed`), 300); // several files are often rewritten together
+        this.debounce = setTimeout(() => void this.reload(`${f} changed`), 300); // several files are often rewritten together
       });
     }
   }
 
   /** Re-reads every file and applies them; false (and the old material kept) when they are unusable. */
-  reload(reason: string): boolean {
+  reload(reason: string): Promise<boolean> {
+    const run = this.queue.then(() => this.apply(reason));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async apply(reason: string): Promise<boolean> {
     let next: TlsMaterial;
     try {
-      next = TlsMaterial.load(this.files);
+      next = await TlsMaterial.load(this.files);
     } catch (err) {
-      this.log.error({ reason, err: (err as Error).message }, 'TLS reload failed; keeping the previous certificates');
-      return false;
+      return this.refuse(reason, (err as Error).message);
     }
     if (this.server) {
       try {
         this.server.setSecureContext(next.options);
       } catch (err) {
-        this.log.error({ reason, err: (err as Error).message }, 'TLS reload failed (key and certificate do not match?); keeping the previous ones');
-        return false;
+        return this.refuse(reason, (err as Error).message);
       }
       this.server.setTicketKeys(randomBytes(48));
     }
     this.current = next;
+    if (this.failure) this.log.info({ reason, was: this.failure }, 'TLS no longer degraded');
+    this.failure = undefined;
     this.log.info({ reason, denied: next.revokedCount, serverNotAfter: next.serverNotAfter.toISOString() }, 'TLS material reloaded');
     this.warnExpiry();
     this.opts.onReload?.(next);
     return true;
+  }
+
+  private refuse(reason: string, err: string): false {
+    this.failure = `TLS reload refused (${reason}): ${err}; the previous certificates, key and CRL still serve`;
+    this.log.error({ reason, err }, 'TLS reload failed; keeping the previous certificates');
+    return false;
   }
 
   private warnExpiry(): void {

@@ -10,7 +10,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
-import { identityOf } from '../tls/identity.ts';
+import { identityError, identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
 import { Session, type ReplayDeps, type SessionLimits } from './session.ts';
 
@@ -65,8 +65,12 @@ export function createStreamServer(deps: {
     if (url.pathname !== opts.path && url.pathname !== opts.path + '/') {
       return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`), {}, deps.metrics);
     }
-    const partner = identityOf(req.socket as TLSSocket);
-    if (!partner) return refuse(socket, new SluiceError('SLUICE_ERR_NO_CLIENT_CERT'), {}, deps.metrics);
+    const check = identityOf(req.socket as TLSSocket);
+    if (!check.ok) {
+      if (check.code === 'SLUICE_ERR_CERT_IDENTITY') log.warn({ fingerprint: check.fingerprint256, reason: check.reason }, 'refused: certificate cannot identify a partner');
+      return refuse(socket, identityError(check), {}, deps.metrics);
+    }
+    const partner = check.identity;
     if (deps.isRevoked?.(partner)) {
       log.warn({ partner: partner.cn, serial: partner.serial }, 'refused: certificate revoked');
       return refuse(socket, new SluiceError('SLUICE_ERR_CERT_REVOKED'), {}, deps.metrics);

@@ -107,7 +107,7 @@ describe('revocation', () => {
     try {
       expect((await c.get('/cityxchange/latest')).status).toBe(200);
       await writeFile(denyFile, `# incident 42\n${fingerprintOf(x)}\n`);
-      expect(gateway.reloadTls()).toBe(true); // what SIGHUP does
+      expect(await gateway.reloadTls()).toBe(true); // what SIGHUP does
       const r = await c.get('/cityxchange/latest');
       expect(r.status).toBe(401);
       expect(r.json()).toMatchObject({ code: 'SLUICE_ERR_CERT_REVOKED' });
@@ -121,7 +121,7 @@ describe('revocation', () => {
 
   it('a broken file on reload keeps the previous material and says why', async () => {
     await writeFile(denyFile, 'not a fingerprint\n');
-    expect(gateway.reloadTls()).toBe(false);
+    expect(await gateway.reloadTls()).toBe(false);
     expect(logs.some((l) => l.msg === 'TLS reload failed; keeping the previous certificates' && String(l.err).includes('deny.txt:1'))).toBe(true);
     expect((await attempt(pager)).status).toBe('HTTP/1.1 200 OK');
   });
@@ -131,7 +131,7 @@ describe('revocation', () => {
     await writeFile(denyFile, '');
     await writeFile(pki.keyFile, soon.keyPem);
     await writeFile(pki.certFile, soon.certPem);
-    expect(gateway.reloadTls()).toBe(true);
+    expect(await gateway.reloadTls()).toBe(true);
     const socket = tls.connect({ host: '127.0.0.1', servername: 'localhost', port: gateway.port, ca: pki.ca.certPem, cert: pager.certPem, key: pager.keyPem });
     await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
     expect(socket.getPeerX509Certificate()?.serialNumber).toBe(new X509Certificate(soon.certPem).serialNumber);
