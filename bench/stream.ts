@@ -1,10 +1,16 @@
-// npm run bench:stream — the live stream against its raw limits, measured in one run on this machine:
+// npm run bench:stream — the live stream against its raw limits and its peer, measured in one run on this machine:
 //  (a) a bare pg client's LISTEN: notifications received per second, and NOTIFY -> receive latency;
 //  (b) a bare ws broadcast of pre-serialised readings over the same mTLS to the same number of clients;
-//  (c) sluice end to end: commit -> client latency at a fixed rate, and the highest ingest with zero loss.
-// Defaults follow the issue (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables.
+//  (p) the peer architecture (bench/lib/peer-gateway.mjs: per-row NOTIFY of the row as JSON, one LISTEN, each
+//      notification straight to the sockets of its SLU; no cursor, no resume): same clients, rate and SLUs;
+//  (c) sluice end to end: commit -> client latency at a fixed rate, sustained delivery, ingest with zero loss;
+//  (i) sluice again with BENCH_IDLE (10,000) more clients connected to SLUs that get no readings: a batch's cost
+//      must follow the readings, not the connected clients.
+// Defaults follow the issues (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables;
+// BENCH_PHASES=raw,peer,sluice,idle picks phases.
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import WebSocket from 'ws';
@@ -18,6 +24,8 @@ const SLUS = Number(process.env.BENCH_SLUS ?? 1000);
 const RATE = Number(process.env.BENCH_RATE ?? 10_000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
 const SLU_BASE = 5_000_000; // SLU ids of this benchmark, away from bench:rest's
+const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,idle').split(','));
 
 const { url, pool, embedded } = await benchDatabase();
 const { ca, client, dir } = await benchCerts();
@@ -54,9 +62,9 @@ async function rawListen() {
 }
 
 // ---------- (b) raw broadcast over the same mTLS
-function connectClients(port: number, queryOf: (i: number) => string, onFrame: (i: number, data: Buffer) => void): Promise<WebSocket[]> {
+function connectClients(port: number, queryOf: (i: number) => string, onFrame: (i: number, data: Buffer) => void, n = SUBS): Promise<WebSocket[]> {
   return Promise.all(
-    Array.from({ length: SUBS }, (_, i) => new Promise<WebSocket>((resolve, reject) => {
+    Array.from({ length: n }, (_, i) => new Promise<WebSocket>((resolve, reject) => {
       const ws = new WebSocket(`wss://127.0.0.1:${port}${queryOf(i)}`, { ca: ca.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } as WebSocket.ClientOptions);
       ws.on('message', (d) => onFrame(i, d as Buffer));
       ws.once('open', () => resolve(ws));
@@ -83,10 +91,22 @@ async function rawBroadcast() {
   return { readingsPerSec: (frames * perFrame) / secs, framesPerSec: frames / secs };
 }
 
-// ---------- (c) sluice end to end
-async function sluice() {
-  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000' });
-  const port = gw.port;
+// ---------- (c)/(p)/(i) end to end: the same clients, rate and writers against any gateway
+interface Target {
+  readonly port: number;
+  /** Stream path and query for subscriber i (one SLU each). */
+  readonly pathOf: (i: number) => string;
+  /** sluice's ops port: its own stage histograms and CPU. */
+  readonly opsPort?: number;
+}
+
+async function gatewayCpuMs(opsPort: number | undefined): Promise<number> {
+  if (opsPort === undefined) return NaN;
+  const r = await fetch(`http://127.0.0.1:${opsPort}/readyz`).then((x) => x.json() as Promise<{ process?: { cpuUserMs: number; cpuSystemMs: number } }>);
+  return (r.process?.cpuUserMs ?? NaN) + (r.process?.cpuSystemMs ?? NaN);
+}
+
+async function endToEnd(target: Target, url: string, opts: { sustained: boolean }) {
   const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
   let warmBatches = 0;
   const lat: number[] = [];
@@ -94,7 +114,7 @@ async function sluice() {
   let delivered = 0;
   const seen = new Set<number>();
   let dups = 0;
-  const clients = await connectClients(port, (i) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`, (i, data) => {
+  const clients = await connectClients(target.port, target.pathOf, (i, data) => {
     const now = performance.now();
     const f = JSON.parse(String(data)) as { type: string; readings?: Array<{ v1: number; v2: number }> };
     if (f.type !== 'readings') return;
@@ -121,10 +141,16 @@ async function sluice() {
   const inflight: Array<Promise<unknown>> = [];
   // The gateway's own histograms, from the end of the warm-up to the end of this run: where its time goes.
   const STAGES = ['sluice_notify_to_send_seconds', 'sluice_feed_read_seconds', 'sluice_publish_seconds'] as const;
-  const scrape = () => Promise.all(STAGES.map((m) => scrapeBuckets([gw.opsPort], m)));
+  const scrape = () => (target.opsPort === undefined ? Promise.resolve([]) : Promise.all(STAGES.map((m) => scrapeBuckets([target.opsPort as number], m))));
   let atWarmEnd: Promise<Array<Map<number, number>>> | undefined;
+  let cpuAtWarmEnd: Promise<number> | undefined;
+  let deliveredAtWarmEnd = 0;
   while (Date.now() < end) {
-    if (!atWarmEnd && Date.now() >= warmUntil) atWarmEnd = scrape();
+    if (!atWarmEnd && Date.now() >= warmUntil) {
+      atWarmEnd = scrape();
+      cpuAtWarmEnd = gatewayCpuMs(target.opsPort);
+      deliveredAtWarmEnd = delivered;
+    }
     const tickStart = Date.now();
     const b = ++batch;
     const first = readingNo;
@@ -143,35 +169,49 @@ async function sluice() {
   await Promise.all(inflight);
   const settle = Date.now() + 5000;
   while (delivered < expected && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
+  const cpuMs = (await gatewayCpuMs(target.opsPort)) - (await (cpuAtWarmEnd ?? Promise.resolve(NaN)));
   const [before, after] = [await (atWarmEnd ?? scrape()), await scrape()];
   const stage = (i: number) => summarise(bucketsSince(after[i] as Map<number, number>, before[i] as Map<number, number>));
-  const rateResult = { latency: summary(lat), stages: { notifyToSend: stage(0), feedRead: stage(1), publish: stage(2) }, early, delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000 };
+  const rateResult = {
+    latency: summary(lat), early, delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000,
+    stages: target.opsPort === undefined ? undefined : { notifyToSend: stage(0), feedRead: stage(1), publish: stage(2) },
+    cpuUsPerReading: (cpuMs * 1000) / (delivered - deliveredAtWarmEnd),
+  };
 
-  // Sustained delivery: the same 1,000 subscribers, writers as fast as they go (one reading per SLU per
-  // statement), deliveries per second until the last one arrived: comparable with the raw broadcast's rate.
-  const deliveredBefore = delivered;
-  let pushed = 0;
-  const s0 = performance.now();
-  await Promise.all(Array.from({ length: 4 }, async () => {
-    while (performance.now() - s0 < 5000) {
-      const base = 1_000_000 + pushed; // taken before the await: concurrent writers get distinct v2 ranges
-      pushed += SLUS;
-      await writer.query(`insert into slu_reading (slu_id, p1, k1, a1, v1, v2, v3) select $1 + n, 0.95, 1000, 16.6, 0, $3::int + n, 230 from generate_series(0, $2::int - 1) n`, [SLU_BASE, SLUS, base]);
+  // Sustained delivery: the same subscribers, writers as fast as they go (one reading per SLU per statement),
+  // deliveries per second until the last one arrived: comparable with the raw broadcast's rate.
+  let sustained = { perSec: NaN, complete: true };
+  if (opts.sustained) {
+    const deliveredBefore = delivered;
+    let pushed = 0;
+    const s0 = performance.now();
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (performance.now() - s0 < 5000) {
+        const base = 1_000_000 + pushed; // taken before the await: concurrent writers get distinct v2 ranges
+        pushed += SLUS;
+        await writer.query(`insert into slu_reading (slu_id, p1, k1, a1, v1, v2, v3) select $1 + n, 0.95, 1000, 16.6, 0, $3::int + n, 230 from generate_series(0, $2::int - 1) n`, [SLU_BASE, SLUS, base]);
+      }
+    }));
+    const wantDeliveries = deliveredBefore + pushed * Math.max(1, Math.floor(SUBS / SLUS));
+    let lastAt = performance.now();
+    const sDeadline = Date.now() + 20_000;
+    for (let seenNow = delivered; delivered < wantDeliveries && Date.now() < sDeadline; ) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (delivered !== seenNow) {
+        seenNow = delivered;
+        lastAt = performance.now();
+      }
     }
-  }));
-  const wantDeliveries = deliveredBefore + pushed * Math.max(1, Math.floor(SUBS / SLUS));
-  let lastAt = performance.now();
-  const sDeadline = Date.now() + 20_000;
-  for (let seenNow = delivered; delivered < wantDeliveries && Date.now() < sDeadline; ) {
-    await new Promise((r) => setTimeout(r, 20));
-    if (delivered !== seenNow) {
-      seenNow = delivered;
-      lastAt = performance.now();
-    }
+    sustained = { perSec: ((delivered - deliveredBefore) * 1000) / (lastAt - s0), complete: delivered >= wantDeliveries };
   }
-  const sustained = { perSec: ((delivered - deliveredBefore) * 1000) / (lastAt - s0), complete: delivered >= wantDeliveries };
+  for (const c of clients) c.terminate();
+  await writer.end();
+  return { rateResult, sustained };
+}
 
-  // Ingest: bulk statements as fast as 4 writers go, one all-SLU subscriber counting.
+/** Ingest: bulk statements as fast as 4 writers go, one all-SLU subscriber counting. */
+async function ingest(port: number, url: string) {
+  const writer = new pg.Pool({ connectionString: url, max: 4 });
   let got = 0;
   const all = new WebSocket(`wss://127.0.0.1:${port}/cityxchange/stream`, { ca: ca.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } as WebSocket.ClientOptions);
   all.on('message', (d) => {
@@ -179,7 +219,6 @@ async function sluice() {
     if (f.type === 'readings') got += f.readings?.length ?? 0;
   });
   await new Promise((r) => all.once('open', r));
-  for (const c of clients) c.terminate();
   let inserted = 0;
   const t0 = Date.now();
   await Promise.all(Array.from({ length: 4 }, async () => {
@@ -193,26 +232,102 @@ async function sluice() {
   while (got < inserted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   all.terminate();
   await writer.end();
-  await gw.stop();
-  return { rateResult, sustained, ingest: { perSec: inserted / ingestSecs, inserted, got } };
+  return { perSec: inserted / ingestSecs, inserted, got };
+}
+
+const sluicePath = (i: number) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`;
+
+async function sluice() {
+  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000' });
+  try {
+    const run = await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: true });
+    return { ...run, ingest: await ingest(gw.port, url) };
+  } finally {
+    await gw.stop();
+  }
+}
+
+/** The same fixed-rate run with IDLE more clients connected, each to an SLU that gets no readings. */
+async function sluiceWithIdle() {
+  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', WS_MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS: '1000000' });
+  const idle: WebSocket[] = [];
+  try {
+    const t0 = Date.now();
+    for (let i = 0; i < IDLE; i += 500) {
+      idle.push(...(await connectClients(gw.port, (j) => `/cityxchange/stream?slu_id=${SLU_BASE + 2_000_000 + i + j}`, () => undefined, Math.min(500, IDLE - i))));
+    }
+    console.error(`idle phase: ${IDLE} idle clients connected in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    return await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: false });
+  } finally {
+    for (const c of idle) c.terminate();
+    await gw.stop();
+  }
+}
+
+/** The peer in its own process, with its per-row trigger installed (and sluice's statement trigger off) for this phase. */
+async function peer() {
+  await pool.query(`create or replace function bench_peer_notify() returns trigger language plpgsql as $$
+    begin perform pg_notify('bench_peer', row_to_json(new)::text); return null; end $$`);
+  await pool.query('drop trigger if exists bench_peer_notify on slu_reading');
+  await pool.query('create trigger bench_peer_notify after insert on slu_reading for each row execute function bench_peer_notify()');
+  await pool.query('alter table slu_reading disable trigger sluice_reading_notify');
+  const child = spawn(process.execPath, [new URL('./lib/peer-gateway.mjs', import.meta.url).pathname, url, `${dir}/ca.crt`, `${dir}/server.crt`, `${dir}/server.key`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.once('data', (d: Buffer) => resolve((JSON.parse(String(d)) as { port: number }).port));
+      child.once('exit', () => reject(new Error('peer gateway exited')));
+    });
+    return await endToEnd({ port, pathOf: (i) => `/?slu_id=${SLU_BASE + (i % SLUS)}` }, url, { sustained: true });
+  } finally {
+    child.kill('SIGTERM');
+    process.off('exit', reap);
+    await pool.query('drop trigger if exists bench_peer_notify on slu_reading');
+    await pool.query('alter table slu_reading enable trigger sluice_reading_notify');
+  }
 }
 
 console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s\n`);
-const a = await rawListen();
-const b = await rawBroadcast();
-const c = await sluice();
-printTable(
-  ['measure', 'sluice', 'raw limit (same run)', 'ratio', 'target'],
-  [
-    ['commit -> client p50', `${fmt(c.rateResult.latency.p50)} ms`, `NOTIFY -> LISTEN p50 ${fmt(a.latency.p50)} ms`, `${fmt(c.rateResult.latency.p50 / a.latency.p50, 1)}x`, '<= 2 ms'],
-    ['commit -> client p99', `${fmt(c.rateResult.latency.p99)} ms`, `NOTIFY -> LISTEN p99 ${fmt(a.latency.p99)} ms`, `${fmt(c.rateResult.latency.p99 / a.latency.p99, 1)}x`, '<= 10 ms'],
-    ['sustained delivery, readings/s to the subscribers', `${fmt(c.sustained.perSec, 0)}${c.sustained.complete ? '' : ' (INCOMPLETE)'}`, `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s`, `${fmt((c.sustained.perSec / b.readingsPerSec) * 100, 0)}%`, '>= 60% of raw'],
-    ['ingest with zero loss', `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)`, `LISTEN ${fmt(a.perSec, 0)} notifications/s`, '-', '>= 50,000/s, loss 0'],
-  ],
-);
-console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}`);
-const st = c.rateResult.stages;
-console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs)`);
-console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement, ${c.rateResult.early} delivered before it (which would bias the figures if not 0)`);
+const a = PHASES.has('raw') ? await rawListen() : undefined;
+const b = PHASES.has('raw') ? await rawBroadcast() : undefined;
+const p = PHASES.has('peer') ? await peer() : undefined;
+const c = PHASES.has('sluice') ? await sluice() : undefined;
+const idle = PHASES.has('idle') ? await sluiceWithIdle() : undefined;
+const ratio = (x: number | undefined, y: number | undefined, digits = 2) => (x === undefined || y === undefined ? '-' : `${fmt(x / y, digits)}x`);
+if (c) {
+  printTable(
+    ['measure', 'sluice', 'peer (per-row NOTIFY, no resume)', 'sluice / peer', 'goal', 'raw floor (same run)'],
+    [
+      ['commit -> client p50', `${fmt(c.rateResult.latency.p50)} ms`, p ? `${fmt(p.rateResult.latency.p50)} ms` : '-', ratio(c.rateResult.latency.p50, p?.rateResult.latency.p50), '<= 1.25x', a ? `NOTIFY -> LISTEN p50 ${fmt(a.latency.p50)} ms` : '-'],
+      ['commit -> client p99', `${fmt(c.rateResult.latency.p99)} ms`, p ? `${fmt(p.rateResult.latency.p99)} ms` : '-', ratio(c.rateResult.latency.p99, p?.rateResult.latency.p99), '<= 1.25x', a ? `NOTIFY -> LISTEN p99 ${fmt(a.latency.p99)} ms` : '-'],
+      [
+        'sustained delivery, readings/s to the subscribers',
+        `${fmt(c.sustained.perSec, 0)}${c.sustained.complete ? '' : ' (INCOMPLETE)'}`,
+        p ? `${fmt(p.sustained.perSec, 0)}${p.sustained.complete ? '' : ' (INCOMPLETE)'}` : '-',
+        ratio(c.sustained.perSec, p?.sustained.perSec),
+        '>= 1x',
+        b ? `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s (sluice ${fmt((c.sustained.perSec / b.readingsPerSec) * 100, 0)}%)` : '-',
+      ],
+      ['ingest with zero loss', `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)`, '-', '-', '>= 50,000/s, loss 0', a ? `LISTEN ${fmt(a.perSec, 0)} notifications/s` : '-'],
+    ],
+  );
+  console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}; peer: delivered ${p?.rateResult.delivered ?? '-'} of ${p?.rateResult.expected ?? '-'}, duplicates ${p?.rateResult.dups ?? '-'}`);
+  const st = c.rateResult.stages;
+  if (st) console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame${b ? `; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs` : ''})`);
+  console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement, ${c.rateResult.early} delivered before it (which would bias the figures if not 0)`);
+}
+if (c && idle) {
+  console.log('');
+  printTable(
+    ['fixed rate, 1,000 active subscribers', `alone`, `+ ${IDLE} idle clients`, 'ratio', 'goal'],
+    [
+      ['commit -> client p50', `${fmt(c.rateResult.latency.p50)} ms`, `${fmt(idle.rateResult.latency.p50)} ms`, ratio(idle.rateResult.latency.p50, c.rateResult.latency.p50), '<= 1.2x'],
+      ['commit -> client p99', `${fmt(c.rateResult.latency.p99)} ms`, `${fmt(idle.rateResult.latency.p99)} ms`, ratio(idle.rateResult.latency.p99, c.rateResult.latency.p99), '<= 1.2x'],
+      ['gateway CPU per delivered reading', `${fmt(c.rateResult.cpuUsPerReading, 1)} µs`, `${fmt(idle.rateResult.cpuUsPerReading, 1)} µs`, ratio(idle.rateResult.cpuUsPerReading, c.rateResult.cpuUsPerReading), '-'],
+    ],
+  );
+  console.log(`idle run: delivered ${idle.rateResult.delivered} of ${idle.rateResult.expected}, duplicates ${idle.rateResult.dups}`);
+}
 await pool.end();
 await embedded?.close();
