@@ -23,6 +23,7 @@ import { Feed } from './stream/feed.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
 import { TlsReloader } from './tls/tls-reloader.ts';
+import { HandshakeGuard } from './tls/handshake-guard.ts';
 import { processStats } from './ops/process-stats.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { PartnerIdentity } from './tls/identity.ts';
@@ -46,6 +47,8 @@ export interface Gateway {
   /** Re-reads the TLS files (CA, certificate, key, CRL, deny-list) without dropping clients; false if unusable. */
   reloadTls(): boolean;
   readonly stream: StreamServer;
+  /** Connections still in the TLS handshake, capped in all and per address. */
+  readonly handshakes: HandshakeGuard;
   /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
 }
@@ -187,6 +190,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     }
 
     let stream: StreamServer | undefined;
+    let handshakes: HandshakeGuard | undefined;
     const tls = new TlsReloader({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY, crl: config.TLS_CRL, denylist: config.TLS_DENYLIST }, log, {
       watch: config.TLS_WATCH,
       warnDays: config.TLS_EXPIRY_WARN_DAYS,
@@ -205,6 +209,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       },
       hubStats: () => hub.stats,
       listenerReconnects: () => listener.reconnects,
+      pendingHandshakes: () => handshakes?.pending ?? 0,
     });
     observe = {
       published: (notifyToSend, publish) => {
@@ -218,7 +223,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       pool,
       log,
       basePath: config.BASE_PATH,
-      https: tlsServerOptions(tls.current, { sessionTickets: config.TLS_SESSION_TICKETS }),
+      https: tlsServerOptions(tls.current, { sessionTickets: config.TLS_SESSION_TICKETS, handshakeTimeoutMs: config.TLS_HANDSHAKE_TIMEOUT_MS }),
       isRevoked,
       metrics,
       timeMaxRows: config.TIME_MAX_ROWS,
@@ -234,6 +239,8 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     await app.ready();
     app.server.maxConnections = config.MAX_CONNECTIONS;
     tls.attach(app.server as unknown as HttpsServer);
+    const guard = new HandshakeGuard(app.server as unknown as HttpsServer, { maxPending: config.MAX_PENDING_HANDSHAKES, maxPendingPerAddress: config.MAX_PENDING_HANDSHAKES_PER_ADDRESS }, log, metrics);
+    handshakes = guard;
     stream = createStreamServer({
       server: app.server as unknown as HttpsServer,
       hub,
@@ -258,6 +265,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     });
     await app.listen({ host: config.HOST, port: config.PORT });
     closers.push(() => app.close());
+    closers.push(() => guard.close()); // before app.close(): the server's close would wait for pending handshakes to time out
     const streamServer = stream;
     closers.push(() => streamServer.close()); // runs before app.close(): clients get 1012 first
 
@@ -276,6 +284,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           listener: listener.state,
           listenerReconnects: listener.reconnects,
           streamClients: stream.clients,
+          pendingHandshakes: guard.pending,
           process: stats(),
         }),
         extra: (req, res) => {
@@ -304,6 +313,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hub,
       listener,
       stream,
+      handshakes: guard,
       grants,
       reloadTls: () => tls.reload('requested'),
       close: closeAll,
