@@ -11,7 +11,7 @@ const { url, pool, embedded } = await benchDatabase();
 const { ca, client, dir } = await benchCerts();
 
 async function measure(env: Record<string, string>, tls12: boolean): Promise<{ rss: number; heap: number }> {
-  const g = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', ...env });
+  const g = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', MAX_PENDING_HANDSHAKES_PER_ADDRESS: '1000000', ...env });
   const stats = async () => ((await (await fetch(`http://127.0.0.1:${g.opsPort}/readyz`)).json()) as { process: { rssBytes: number; heapUsedBytes: number } }).process;
   try {
     await new Promise((r) => setTimeout(r, 1000));

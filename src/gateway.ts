@@ -25,6 +25,7 @@ import { Feed } from './stream/feed.ts';
 import { certPaths, ensureDevCerts } from './tls/certificates.ts';
 import { tlsServerOptions } from './tls/server-options.ts';
 import { TlsReloader } from './tls/tls-reloader.ts';
+import { HandshakeGuard } from './tls/handshake-guard.ts';
 import { processStats } from './ops/process-stats.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { PartnerIdentity } from './tls/identity.ts';
@@ -50,6 +51,8 @@ export interface Gateway {
   /** Re-reads the TLS files (CA, certificate, key, CRL, deny-list) without dropping clients; false if unusable. */
   reloadTls(): Promise<boolean>;
   readonly stream: StreamServer;
+  /** Connections still in the TLS handshake, capped in all and per address. */
+  readonly handshakes: HandshakeGuard;
   /** Stops accepting, tells stream clients to reconnect elsewhere, and closes everything in reverse order. */
   close(): Promise<void>;
 }
@@ -172,7 +175,9 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     }
 
     let stream: StreamServer | undefined;
+    let handshakes: HandshakeGuard | undefined;
     const tls = await TlsReloader.start({ ca: config.TLS_CA, cert: config.TLS_CERT, key: config.TLS_KEY, crl: config.TLS_CRL, denylist: config.TLS_DENYLIST }, log, {
+      contextOptions: (m) => tlsServerOptions(m, { sessionTickets: config.TLS_SESSION_TICKETS, handshakeTimeoutMs: config.TLS_HANDSHAKE_TIMEOUT_MS }),
       watch: config.TLS_WATCH,
       warnDays: config.TLS_EXPIRY_WARN_DAYS,
       onReload: (material) => {
@@ -192,6 +197,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       listenerReconnects: () => listener.reconnects,
       replays: () => replaySlots.running,
       tlsDegraded: () => tls.degraded !== undefined,
+      pendingHandshakes: () => handshakes?.pending ?? 0,
     });
     observe = {
       published: (notifyToSend, publish) => {
@@ -205,7 +211,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       pool,
       log,
       basePath: config.BASE_PATH,
-      https: tlsServerOptions(tls.current, { sessionTickets: config.TLS_SESSION_TICKETS }),
+      https: tlsServerOptions(tls.current, { sessionTickets: config.TLS_SESSION_TICKETS, handshakeTimeoutMs: config.TLS_HANDSHAKE_TIMEOUT_MS }),
       isRevoked,
       metrics,
       timeMaxRows: config.TIME_MAX_ROWS,
@@ -221,6 +227,8 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     await app.ready();
     app.server.maxConnections = config.MAX_CONNECTIONS;
     tls.attach(app.server as unknown as HttpsServer);
+    const guard = new HandshakeGuard(app.server as unknown as HttpsServer, { maxPending: config.MAX_PENDING_HANDSHAKES, maxPendingPerAddress: config.MAX_PENDING_HANDSHAKES_PER_ADDRESS }, log, metrics);
+    handshakes = guard;
     stream = createStreamServer({
       server: app.server as unknown as HttpsServer,
       hub,
@@ -246,6 +254,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     });
     await app.listen({ host: config.HOST, port: config.PORT });
     closers.push(() => app.close());
+    closers.push(() => guard.close()); // before app.close(): the server's close would wait for pending handshakes to time out
     const streamServer = stream;
     closers.push(() => streamServer.close()); // runs before app.close(): clients get 1012 first
 
@@ -269,6 +278,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
           ...(tls.degraded === undefined ? {} : { tlsReason: tls.degraded }),
           streamClients: stream.clients,
           replays: replaySlots.running,
+          pendingHandshakes: guard.pending,
           process: stats(),
         }),
         extra: (req, res) => {
@@ -297,6 +307,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       hub,
       listener,
       stream,
+      handshakes: guard,
       grants,
       replays: replaySlots,
       reloadTls: () => tls.reload('requested'),

@@ -39,6 +39,8 @@ export const ConfigSchema = z
     TLS_WATCH: bool.default(true),
     /** Issue TLS session tickets (resumption without a full handshake). Default false: 25% less memory per connection, and nothing to resume after a revocation. */
     TLS_SESSION_TICKETS: bool.default(false),
+    /** Longest a TLS handshake may take, from the TCP connection to the checked client certificate, ms; then the connection is closed. Default 5000 (Node's own: 120000). */
+    TLS_HANDSHAKE_TIMEOUT_MS: int(100, 120_000).default(5000),
     /** Warn in the log this many days before the server certificate expires (at start, reload and daily). Default 14. */
     TLS_EXPIRY_WARN_DAYS: int(0, 3650).default(14),
     /** Create a dev CA, server and demo-partner certificate when the TLS files are missing. Default true. */
@@ -76,6 +78,10 @@ export const ConfigSchema = z
     LISTEN_HEALTHCHECK_MS: int(100, 600_000).default(5000),
     /** TCP connections the HTTPS port accepts in all; beyond, new ones are closed at once. Default 25000. */
     MAX_CONNECTIONS: int(1, 1_000_000).default(25_000),
+    /** Connections still in the TLS handshake, in all; beyond, new TCP connections are reset at once. Keep it well below MAX_CONNECTIONS. Default 1000. */
+    MAX_PENDING_HANDSHAKES: int(1, 1_000_000).default(1000),
+    /** The same per remote address (IPv6: per /64); beyond, that address's new connections are reset at once. Default 100. */
+    MAX_PENDING_HANDSHAKES_PER_ADDRESS: int(1, 1_000_000).default(100),
     /** Stream connections the gateway accepts; beyond, upgrades get 503 SLUICE_ERR_SERVER_FULL. Default 20000. */
     WS_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
     /** Stream connections per partner (CN); beyond, upgrades get 429 SLUICE_ERR_PARTNER_CONNECTIONS. Default 1000. */

@@ -122,6 +122,8 @@ export async function runLoadTest(o: LoadTestOptions): Promise<LoadTestReport> {
 
   const env = {
     LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS: '1000000', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', MAX_CONNECTIONS: '1000000',
+    // Every simulated client connects from 127.0.0.1, hundreds at a time: the per-address handshake cap would refuse them.
+    MAX_PENDING_HANDSHAKES: '1000000', MAX_PENDING_HANDSHAKES_PER_ADDRESS: '1000000',
     WS_HEARTBEAT_MS: '60000', ...o.gatewayEnv,
   };
   const gateways: Array<Awaited<ReturnType<typeof startGatewayProcess>>> = [];

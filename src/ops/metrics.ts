@@ -12,6 +12,8 @@ export interface MetricSources {
   readonly replays?: () => number;
   /** True while TLS is degraded: a reload was refused (the previous material serves) or the CRL is out of date (TlsReloader.degraded). */
   readonly tlsDegraded?: () => boolean;
+  /** Connections still in the TLS handshake (the handshake guard's count). */
+  readonly pendingHandshakes?: () => number;
 }
 
 /**
@@ -35,6 +37,10 @@ export class Metrics {
   readonly streamCloses: client.Counter<'code'>;
   /** Requests and upgrades refused, by catalogue code (grants, revocations, limits). */
   readonly refusals: client.Counter<'code'>;
+  /** New TCP connections closed before their TLS handshake, by reason (see REFUSED in tls/handshake-guard.ts). */
+  readonly connectionsRefused: client.Counter<'reason'>;
+  /** Connections closed for not finishing the TLS handshake within TLS_HANDSHAKE_TIMEOUT_MS. */
+  readonly handshakeTimeouts: client.Counter;
   readonly restDuration: client.Histogram<'route' | 'status'>;
 
   constructor(src: MetricSources) {
@@ -88,6 +94,15 @@ export class Metrics {
     this.catchUpRows = new client.Histogram({ name: 'sluice_catch_up_rows', help: 'Rows replayed per stream resume.', registers: [r], buckets: [0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000] });
     this.streamCloses = new client.Counter({ name: 'sluice_stream_closes_total', help: 'Stream connections closed by the gateway, by code.', labelNames: ['code'], registers: [r] });
     this.refusals = new client.Counter({ name: 'sluice_refusals_total', help: 'Requests and upgrades refused, by code.', labelNames: ['code'], registers: [r] });
+    new client.Gauge({
+      name: 'sluice_tls_pending_handshakes', help: 'Connections that have not finished the TLS handshake (capped by MAX_PENDING_HANDSHAKES).', registers: [r],
+      collect() { this.set(src.pendingHandshakes?.() ?? 0); },
+    });
+    this.connectionsRefused = new client.Counter({
+      name: 'sluice_connections_refused_total', help: 'New TCP connections closed before their TLS handshake, by reason (pending_handshakes, pending_handshakes_per_address, max_connections).',
+      labelNames: ['reason'], registers: [r],
+    });
+    this.handshakeTimeouts = new client.Counter({ name: 'sluice_tls_handshake_timeouts_total', help: 'Connections closed for not finishing the TLS handshake within TLS_HANDSHAKE_TIMEOUT_MS.', registers: [r] });
     this.restDuration = new client.Histogram({
       name: 'sluice_rest_request_duration_seconds', help: 'REST request duration by route and status.', labelNames: ['route', 'status'], registers: [r],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],

@@ -1,3 +1,4 @@
+import type { SecureContextOptions } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import type { Server } from 'node:https';
@@ -10,6 +11,11 @@ interface ReloaderOptions {
   readonly watch: boolean;
   readonly warnDays: number;
   readonly onReload?: (m: TlsMaterial) => void;
+  /**
+   * The secure-context options the server was built with, for new material (tlsServerOptions): without them a
+   * reload would drop settings such as SSL_OP_NO_TICKET, and sessions would become resumable after every reload.
+   */
+  readonly contextOptions?: (m: TlsMaterial) => SecureContextOptions;
 }
 
 /**
@@ -91,7 +97,7 @@ export class TlsReloader {
     }
     if (this.server) {
       try {
-        this.server.setSecureContext(next.options);
+        this.server.setSecureContext(this.opts.contextOptions?.(next) ?? next.options);
       } catch (err) {
         return this.refuse(reason, (err as Error).message);
       }

@@ -137,3 +137,35 @@ describe('at start-up the same checks stop the gateway', () => {
     await expect(startTestGateway(db.url, pki, { TLS_CRL: file, OPS_ENABLED: 'false' })).rejects.toThrow(message);
   });
 });
+
+describe('a reload keeps the server options it was built with', () => {
+  it('no TLS session can be resumed, before or after a reload (TLS_SESSION_TICKETS=false)', async () => {
+    const partner = await pki.client('acme');
+    const { gateway: g } = await startTestGateway(db.url, pki, { TLS_WATCH: 'false', OPS_ENABLED: 'false' });
+    /** Connects (offering `session` if given), waits for a ticket if the server sends one, reports reuse. */
+    const connect = (session?: Buffer) =>
+      new Promise<{ reused: boolean; session: Buffer | undefined }>((resolve, reject) => {
+        let ticket: Buffer | undefined;
+        let reused = false;
+        const s = tls.connect({ host: '127.0.0.1', servername: 'localhost', port: g.port, ca: pki.ca.certPem, cert: partner.certPem, key: partner.keyPem, ...(session ? { session } : {}) });
+        s.on('session', (t: Buffer) => (ticket = t));
+        s.on('secureConnect', () => {
+          reused = s.isSessionReused();
+          s.write('GET /cityxchange/latest HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+        });
+        s.on('data', () => undefined);
+        s.on('error', reject);
+        s.on('close', () => resolve({ reused, session: ticket }));
+      });
+    try {
+      for (const phase of ['before', 'after']) {
+        if (phase === 'after') expect(await g.reloadTls()).toBe(true);
+        const first = await connect();
+        const second = await connect(first.session);
+        expect(second.reused, `${phase} a reload: session not resumed`).toBe(false);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+});
