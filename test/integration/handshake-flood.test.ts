@@ -265,7 +265,7 @@ describe('connections that never finish a TLS handshake', () => {
   it(`closes a connection that sends nothing, or a ClientHello a byte at a time, after TLS_HANDSHAKE_TIMEOUT_MS (${QUICK_TIMEOUT_MS} ms)`, async () => {
     const g = quick.gateway;
     // A certificate reload (setSecureContext) must not put Node's 120 s default back.
-    expect(g.reloadTls()).toBe(true);
+    expect(await g.reloadTls()).toBe(true);
     const timeoutsBefore = await metric(g, 'sluice_tls_handshake_timeouts_total');
     const logsFrom = quick.logs.length;
     const hello = await clientHello();
