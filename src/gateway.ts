@@ -253,6 +253,9 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
         maxBufferBytes: config.WS_MAX_BUFFER_BYTES,
         catchUpPageRows: config.FEED_PAGE_ROWS,
         maxBadMessages: 20,
+        messagesPerS: config.WS_MESSAGES_PER_S,
+        messageBurst: config.WS_MESSAGE_BURST,
+        maxOverBudget: 20,
         progressIntervalMs: config.WS_PROGRESS_MS,
       },
     });
