@@ -44,6 +44,8 @@ export const ErrorCodes = {
   SLUICE_ERR_CURSOR_EXPIRED: { status: 410, wsClose: 4410, message: 'cursor expired' },
   /** Too many SLUs for one connection (error frame; close 4400 when asked for at connect). */
   SLUICE_ERR_TOO_MANY_SLUS: { status: 400, wsClose: 4400, message: 'too many SLUs' },
+  /** A stream client sent more messages than WS_MESSAGES_PER_S / WS_MESSAGE_BURST allow: error frame, message dropped; close 4429 when it keeps on. */
+  SLUICE_ERR_MESSAGE_RATE: { status: 0, wsClose: 4429, message: 'too many messages' },
   /** The client did not read fast enough; its pending output passed the bound (close 4408). Resume with the cursor. */
   SLUICE_ERR_SLOW_CONSUMER: { status: 0, wsClose: 4408, message: 'slow consumer: reconnect with your last cursor' },
   /** A frame larger than WS_MAX_PAYLOAD_BYTES (close 1009 with this reason; beyond 4x the limit ws closes at once with 1009 and no reason). */

@@ -110,6 +110,7 @@ export class SluiceClient extends EventEmitter<{
     const ws = new WebSocket(`${this.url}${q.size ? `?${q}` : ''}`, tlsOptions as WebSocket.ClientOptions);
     this.ws = ws;
     let refusedStatus: number | undefined;
+    let joined = false;
     ws.on('unexpected-response', (_req, res) => {
       refusedStatus = res.statusCode;
       let body = '';
@@ -129,7 +130,9 @@ export class SluiceClient extends EventEmitter<{
     });
     ws.on('message', (data) => {
       const f = JSON.parse(data.toString()) as { type: string; cursor?: string; readings?: Reading[]; code?: string; message?: string };
-      if (f.type === 'subscribed') {
+      // The first subscribed frame of a connection is the join; later ones answer subscription changes.
+      if (f.type === 'subscribed' && !joined) {
+        joined = true;
         this.attempt = 0;
         this.emit('connected', { resumed });
       }

@@ -90,6 +90,10 @@ export const ConfigSchema = z
     REST_RATE_LIMIT: int(0, 1_000_000).default(200),
     /** Most SLUs one WebSocket connection may subscribe to (more: subscribe to all). Default 10000. */
     WS_MAX_SLUS: int(1, 1_000_000).default(10_000),
+    /** Messages per second one WebSocket client may send (subscribe, unsubscribe, ping); more get SLUICE_ERR_MESSAGE_RATE, and a client that keeps it up is closed with 4429; 0 = no limit. Default 20. */
+    WS_MESSAGES_PER_S: int(0, 1_000_000).default(20),
+    /** Messages a WebSocket client may send at once before WS_MESSAGES_PER_S applies (the token bucket's size). Default 40. */
+    WS_MESSAGE_BURST: int(1, 1_000_000).default(40),
     /** Unsent bytes a WebSocket client may fall behind before it is closed with 4408. Default 4194304 (4 MiB). */
     WS_MAX_BUFFER_BYTES: int(1024, 1 << 30).default(4 * 1024 * 1024),
     /** Largest text frame a client may send, bytes (bigger: close 1009). Default 16384. */

@@ -112,7 +112,8 @@ function connect() {
   ws.onmessage = (ev) => {
     const f = JSON.parse(ev.data);
     if (f.cursor) cursor = f.cursor;
-    if (f.type === 'subscribed') {
+    // Only the first subscribed frame is the join (later ones would answer subscription changes).
+    if (f.type === 'subscribed' && !opened) {
       opened = true;
       if (q) resumes++;
       setConn('live', resumes ? `live (resumed ${resumes}×)` : 'live');

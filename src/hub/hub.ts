@@ -27,7 +27,11 @@ export class Hub {
 
   private readonly bySlu = new Map<number, Set<Subscriber>>();
   private readonly all = new Set<Subscriber>();
-  private readonly members = new Set<Subscriber>();
+  /**
+   * Every subscriber, with the set it was indexed under (the subscriber's own object, not a copy): what a remove
+   * or a replacement has to take out again, so neither walks the whole index.
+   */
+  private readonly members = new Map<Subscriber, ReadonlySet<number> | null>();
   private cursorText = '';
   /** Counters for metrics and tests. */
   readonly stats = { batches: 0, framesSent: 0, readingsOut: 0, readingsIn: 0 };
@@ -45,38 +49,74 @@ export class Hub {
     return this.members.size;
   }
 
-  add(s: Subscriber): void {
-    this.members.add(s);
-    this.index(s);
+  /** SLUs at least one subscriber asked for by id (subscribers of "all" are not counted). */
+  get indexedSlus(): number {
+    return this.bySlu.size;
   }
 
-  /** Re-reads s.sluIds after the subscriber changed them. */
+  add(s: Subscriber): void {
+    if (this.members.has(s)) return this.reindex(s);
+    this.members.set(s, s.sluIds);
+    this.index(s, s.sluIds);
+  }
+
+  /**
+   * s.sluIds is the set it was indexed under and gained `added` and lost `removed` in place: costs the size of
+   * the change, not of the subscription (a subscribe message of a client of 10,000 SLUs walked them all).
+   */
+  changed(s: Subscriber, added: Iterable<number>, removed: Iterable<number>): void {
+    if (!this.members.has(s)) return;
+    if (this.members.get(s) !== s.sluIds || s.sluIds === null) return this.reindex(s);
+    this.index(s, added);
+    this.unindex(s, removed);
+  }
+
+  /**
+   * s.sluIds was replaced (a new set, or null for all): takes s out under the set it was indexed with and in
+   * under the new one, walking those two sets only.
+   */
   reindex(s: Subscriber): void {
-    this.unindex(s);
-    if (this.members.has(s)) this.index(s);
+    if (!this.members.has(s)) return;
+    const before = this.members.get(s) as ReadonlySet<number> | null;
+    if (before !== null && before === s.sluIds) {
+      // Changed in place without saying how (changed() is the way): only a walk of the whole index finds what
+      // it lost. Nothing in the gateway takes this path; it keeps the index exact if something ever does.
+      for (const [id, set] of this.bySlu) if (!before.has(id) && set.delete(s) && set.size === 0) this.bySlu.delete(id);
+      this.index(s, before);
+      return;
+    }
+    this.unindex(s, before);
+    this.members.set(s, s.sluIds);
+    this.index(s, s.sluIds);
   }
 
   remove(s: Subscriber): void {
+    if (!this.members.has(s)) return;
+    const before = this.members.get(s) as ReadonlySet<number> | null;
     this.members.delete(s);
-    this.unindex(s);
+    this.unindex(s, before);
   }
 
-  private index(s: Subscriber): void {
-    if (s.sluIds === null) {
+  private index(s: Subscriber, ids: Iterable<number> | null): void {
+    if (ids === null) {
       this.all.add(s);
       return;
     }
-    for (const id of s.sluIds) {
+    for (const id of ids) {
       let set = this.bySlu.get(id);
       if (!set) this.bySlu.set(id, (set = new Set()));
       set.add(s);
     }
   }
 
-  private unindex(s: Subscriber): void {
-    this.all.delete(s);
-    for (const [id, set] of this.bySlu) {
-      if (set.delete(s) && set.size === 0) this.bySlu.delete(id);
+  private unindex(s: Subscriber, ids: Iterable<number> | null): void {
+    if (ids === null) {
+      this.all.delete(s);
+      return;
+    }
+    for (const id of ids) {
+      const set = this.bySlu.get(id);
+      if (set?.delete(s) && set.size === 0) this.bySlu.delete(id);
     }
   }
 
@@ -88,7 +128,7 @@ export class Hub {
     // Decide each subscriber's path once per batch: a slow one may turn fast while handling this very batch,
     // and must not then get it a second time from the fast path.
     const touched = new Set<Subscriber>();
-    for (const s of this.members) if (!s.fast) touched.add(s);
+    for (const s of this.members.keys()) if (!s.fast) touched.add(s);
     for (const s of touched) this.guard(() => s.onBatch(batch, cursorText));
     if (batch.readings.length > 0) {
       const per = new Map<Subscriber, string[]>();
@@ -127,7 +167,7 @@ export class Hub {
    * clients was most of the gateway's CPU.
    */
   sweepIdle(): void {
-    for (const s of this.members) this.guard(() => s.onIdle(this.cursorText));
+    for (const s of this.members.keys()) this.guard(() => s.onIdle(this.cursorText));
   }
 
   private guard(fn: () => void): void {
@@ -140,6 +180,6 @@ export class Hub {
 
   /** Every subscriber, e.g. to close them all on shutdown. */
   subscribers(): IterableIterator<Subscriber> {
-    return this.members.values();
+    return this.members.keys();
   }
 }

@@ -1,4 +1,4 @@
-import { formatSnapshot, parseSnapshot, type Snapshot } from './snapshot.ts';
+import { covers, formatSnapshot, parseSnapshot, visibleIn, type Snapshot } from './snapshot.ts';
 
 /**
  * The opaque resume cursor. Two forms, both valid on any gateway process of the same database:
@@ -20,7 +20,20 @@ export function encodeCursor(c: Cursor): string {
   return PREFIX + Buffer.from(JSON.stringify(body)).toString('base64url');
 }
 
-/** Decodes a cursor from a client; undefined when it is not one this gateway wrote. Never throws. */
+/**
+ * Most in-progress transaction ids a cursor's snapshot may list. A real one lists the transactions open at that
+ * moment (at most max_connections + max_prepared_transactions). MAX_CURSOR_LENGTH alone keeps it under about
+ * 2,700 (distinct ids take 2 to 17 characters each); this bounds the work of checking and querying with one
+ * whatever that length becomes.
+ */
+export const MAX_CURSOR_XIP = 4096;
+
+/**
+ * Decodes a cursor from a client; undefined when it is not one this gateway could have written. Never throws,
+ * never asks the database: everything that decodes is safe to query with (PostgreSQL accepts its snapshots, and
+ * its numbers fit xid8, bigint and a JavaScript number), so a crafted cursor is refused here (4400) rather than
+ * failing a query later (which closed with 1011). Whether it is from *this* database is decided by catch-up.
+ */
 export function decodeCursor(text: string): Cursor | undefined {
   if (typeof text !== 'string' || !text.startsWith(PREFIX) || text.length > MAX_CURSOR_LENGTH) return undefined;
   const b64 = text.slice(PREFIX.length);
@@ -31,14 +44,36 @@ export function decodeCursor(text: string): Cursor | undefined {
   } catch {
     return undefined;
   }
-  if (typeof body !== 'object' || body === null) return undefined;
+  const c = cursorOf(body);
+  // Only the exact text encodeCursor writes: no other key order, spacing, number spelling, duplicate key or
+  // base64 variant. A cursor is opaque; a client has no reason to send anything but what it was given.
+  return c && encodeCursor(c) === text ? c : undefined;
+}
+
+function cursorOf(body: unknown): Cursor | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const o = body as Record<string, unknown>;
-  const s = typeof o.s === 'string' ? parseSnapshot(o.s) : undefined;
+  const keys = Object.keys(o).length;
+  const s = snapshotOf(o.s);
   if (!s) return undefined;
-  if (o.q === undefined) return Object.keys(o).length === 1 ? { kind: 'settled', s } : undefined;
-  const q = typeof o.q === 'string' ? parseSnapshot(o.q) : undefined;
+  if (keys === 1) return { kind: 'settled', s };
+  if (keys !== 4) return undefined;
+  const q = snapshotOf(o.q);
   const xid = o.x;
   const id = o.i;
-  if (!q || !Number.isSafeInteger(xid) || !Number.isSafeInteger(id) || (id as number) < 0 || (xid as number) < 0) return undefined;
-  return { kind: 'paging', s, q, xid: xid as number, id: id as number };
+  if (!q || !isNonNegativeSafeInteger(xid) || !isNonNegativeSafeInteger(id)) return undefined;
+  // A paging cursor is "s, plus what q sees that s does not, up to (x, i)": q is a later snapshot than s, and
+  // x is the transaction of a row the catch-up sent, so one q sees and s does not.
+  if (!covers(q, s) || !visibleIn(xid, q) || visibleIn(xid, s)) return undefined;
+  return { kind: 'paging', s, q, xid, id };
+}
+
+function snapshotOf(v: unknown): Snapshot | undefined {
+  if (typeof v !== 'string') return undefined;
+  const s = parseSnapshot(v);
+  return s && s.xip.length <= MAX_CURSOR_XIP ? s : undefined;
+}
+
+function isNonNegativeSafeInteger(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
 }

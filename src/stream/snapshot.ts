@@ -11,9 +11,15 @@ export interface Snapshot {
   readonly xip: readonly number[];
 }
 
-const SNAPSHOT = /^(\d{1,16}):(\d{1,16}):((?:\d{1,16}(?:,\d{1,16})*)?)$/;
+/** Decimal without leading zeros (the only form PostgreSQL prints), at most 16 digits (2^53 has 16). */
+const XID = '(?:0|[1-9]\\d{0,15})';
+const SNAPSHOT = new RegExp(`^(${XID}):(${XID}):((?:${XID}(?:,${XID})*)?)$`);
 
-/** Parses pg_snapshot's text form; undefined when malformed. */
+/**
+ * Parses pg_snapshot's text form; undefined unless it is one PostgreSQL accepts (checked against a server in
+ * cursor-fuzz.test.ts): valid xmin <= xmax, in-progress ids ascending, distinct, in [xmin, xmax), in the form
+ * PostgreSQL prints it, and every id a safe integer (xid8 goes to 2^64, JavaScript numbers only to 2^53).
+ */
 export function parseSnapshot(text: string): Snapshot | undefined {
   const m = SNAPSHOT.exec(text);
   if (!m) return undefined;
@@ -21,8 +27,16 @@ export function parseSnapshot(text: string): Snapshot | undefined {
   const xmax = Number(m[2]);
   const xip = m[3] ? (m[3] as string).split(',').map(Number) : [];
   if (!(xmin <= xmax) || xip.some((x, i) => x < xmin || x >= xmax || (i > 0 && x <= (xip[i - 1] as number)))) return undefined;
-  if (xmax > Number.MAX_SAFE_INTEGER) return undefined;
+  if (xmax > Number.MAX_SAFE_INTEGER || !validXid(xmin) || !validXid(xmax)) return undefined;
   return { xmin, xmax, xip };
+}
+
+/**
+ * PostgreSQL refuses an xmin or xmax whose 32-bit transaction id (xid8 is epoch * 2^32 + xid) is 0,
+ * InvalidTransactionId: 0, 2^32, 2 * 2^32... In-progress ids are only checked to lie between the two.
+ */
+function validXid(x: number): boolean {
+  return x % 2 ** 32 !== 0;
 }
 
 export function formatSnapshot(s: Snapshot): string {

@@ -13,6 +13,7 @@ import { readingsFrame } from './protocol.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, mayRead, type Access } from '../access/grants.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { MessageBudget } from './message-budget.ts';
 import { errorFrame, parseClientMessage } from './protocol.ts';
 
 export interface SessionLimits {
@@ -26,6 +27,12 @@ export interface SessionLimits {
   readonly maxPayloadBytes: number;
   /** Malformed messages tolerated before closing with 4400. */
   readonly maxBadMessages: number;
+  /** Client messages per second (token bucket refill); 0 = no limit. */
+  readonly messagesPerS: number;
+  /** Client messages accepted at once (token bucket size). */
+  readonly messageBurst: number;
+  /** Messages over budget tolerated (since the bucket was last full) before closing with 4429. */
+  readonly maxOverBudget: number;
   /** Send a progress frame (cursor only) to an idle client at most this often, ms. */
   readonly progressIntervalMs: number;
   /** A replaying client that has not taken a page (socket write done) within this long is cut off with 4408, ms. */
@@ -70,6 +77,8 @@ export class Session implements Subscriber {
   private lastCursorText = '';
   private lastSentAt = Date.now();
   private badMessages = 0;
+  /** Created with the first client message (most clients never send one). */
+  private budget: MessageBudget | undefined;
   private closed = false;
   alive = true;
 
@@ -232,8 +241,19 @@ export class Session implements Subscriber {
     });
   }
 
+  /** The whole subscription ("all" or every id): the first frame, and the answer when all of it was replaced. */
   private subscribedFrame(cursorText = this.lastCursorText): string {
-    return JSON.stringify({ type: 'subscribed', slu_ids: this.wantsAll ? 'all' : [...(this.sluIds ?? [])].sort((a, b) => a - b), cursor: cursorText });
+    return JSON.stringify({ type: 'subscribed', slu_ids: this.wantsAll ? 'all' : [...(this.sluIds ?? [])].sort((a, b) => a - b), count: this.count(), cursor: cursorText });
+  }
+
+  /** SLUs this connection receives; null for every SLU (subscribed to all, everything granted). */
+  private count(): number | null {
+    return this.sluIds === null ? null : this.sluIds.size;
+  }
+
+  /** The answer to a subscribe/unsubscribe that changed part of a list: only that part, and the new count. */
+  private changeFrame(type: 'subscribed' | 'unsubscribed', key: 'added' | 'removed', ids: number[]): string {
+    return JSON.stringify({ type, [key]: ids.sort((a, b) => a - b), count: this.count(), cursor: this.lastCursorText });
   }
 
   // --- Subscriber (called by the hub)
@@ -314,6 +334,9 @@ export class Session implements Subscriber {
       this.close('SLUICE_ERR_FRAME_TOO_LARGE', `a frame of ${size} bytes; at most ${this.limits.maxPayloadBytes}`);
       return;
     }
+    // Before parsing, so that a flood costs as little as possible: 2,000 subscribe messages from one client of
+    // 10,000 SLUs stalled the event loop, and every other partner's REST and stream with it, for 0.4 s.
+    if (!this.withinBudget()) return;
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
     const parsed = parseClientMessage(text);
     if (!parsed.ok) return this.reject('SLUICE_ERR_BAD_MESSAGE', parsed.message);
@@ -322,34 +345,73 @@ export class Session implements Subscriber {
       this.sendRaw(JSON.stringify({ type: 'pong', ...(msg.id !== undefined ? { id: msg.id } : {}), cursor: this.lastCursorText }));
       return;
     }
-    if (msg.type === 'subscribe') {
-      if (msg.all) {
-        this.wantsAll = true;
-        this.sluIds = allOf(this.access);
-      } else {
-        const asked = msg.slu_ids ?? [];
-        this.refuseForbidden(asked.filter((id) => !mayRead(this.access, id)));
-        if (!this.wantsAll) {
-          const next = new Set([...(this.sluIds ?? []), ...asked.filter((id) => mayRead(this.access, id))]);
-          if (next.size > this.limits.maxSlus) {
-            return this.reject('SLUICE_ERR_TOO_MANY_SLUS', `at most ${this.limits.maxSlus} SLUs per connection (this would make ${next.size}); subscribe to all with {"type":"subscribe","all":true}`);
-          }
-          this.sluIds = next;
-        }
-      }
-      this.hub.reindex(this);
-      this.sendRaw(this.subscribedFrame());
-      return;
+    if (msg.type === 'subscribe') return msg.all ? this.subscribeAll() : this.subscribe(msg.slu_ids ?? []);
+    if (msg.all) return this.unsubscribeAll();
+    this.unsubscribe(msg.slu_ids ?? []);
+  }
+
+  /** Takes the message from the connection's budget; false when over it (error frame, or 4429 when it keeps on). */
+  private withinBudget(): boolean {
+    const budget = (this.budget ??= new MessageBudget(this.limits.messagesPerS, this.limits.messageBurst));
+    if (budget.take()) return true;
+    const rate = `${this.limits.messagesPerS} messages/s (bursts of ${this.limits.messageBurst})`;
+    if (budget.strikes > this.limits.maxOverBudget) {
+      this.log.warn({ partner: this.partner.cn, strikes: budget.strikes }, 'closing stream: client keeps sending over its message budget');
+      this.close('SLUICE_ERR_MESSAGE_RATE', `kept sending more than ${rate}`);
+    } else {
+      this.sendRaw(errorFrame('SLUICE_ERR_MESSAGE_RATE', `over the budget of ${rate}; this message was dropped`));
     }
-    // unsubscribe
-    if (msg.all) {
-      this.wantsAll = false;
-      this.sluIds = new Set();
-    } else if (this.wantsAll || this.sluIds === null) {
+    return false;
+  }
+
+  // Each change below costs the size of the message, not of the subscription: the set is changed in place, the
+  // hub is told only what changed, and the answer lists only what changed (plus the count), whatever the size
+  // of the subscription.
+
+  private subscribe(asked: readonly number[]): void {
+    const forbidden: number[] = [];
+    const fresh = new Set<number>();
+    for (const id of asked) {
+      if (!mayRead(this.access, id)) forbidden.push(id);
+      else if (!this.wantsAll && !this.sluIds?.has(id)) fresh.add(id);
+    }
+    this.refuseForbidden(forbidden);
+    const ids = this.sluIds;
+    // Under "all" every granted SLU is already subscribed.
+    if (this.wantsAll || ids === null) return this.sendRaw(this.subscribedFrame());
+    if (ids.size + fresh.size > this.limits.maxSlus) {
+      return this.reject('SLUICE_ERR_TOO_MANY_SLUS', `at most ${this.limits.maxSlus} SLUs per connection (this would make ${ids.size + fresh.size}); subscribe to all with {"type":"subscribe","all":true}`);
+    }
+    for (const id of fresh) ids.add(id);
+    this.hub.changed(this, fresh, []);
+    this.sendRaw(this.changeFrame('subscribed', 'added', [...fresh]));
+  }
+
+  private subscribeAll(): void {
+    // Already "all": applyAccess keeps the set in step with the grants, nothing to redo.
+    if (!this.wantsAll) {
+      this.wantsAll = true;
+      this.sluIds = allOf(this.access);
+      this.hub.reindex(this);
+    }
+    this.sendRaw(this.subscribedFrame());
+  }
+
+  private unsubscribe(ids: readonly number[]): void {
+    if (this.wantsAll || this.sluIds === null) {
       return this.reject('SLUICE_ERR_BAD_MESSAGE', 'this connection is subscribed to all SLUs; unsubscribe with {"type":"unsubscribe","all":true} and subscribe to a list');
-    } else for (const id of msg.slu_ids ?? []) this.sluIds.delete(id);
+    }
+    const removed: number[] = [];
+    for (const id of ids) if (this.sluIds.delete(id)) removed.push(id);
+    this.hub.changed(this, [], removed);
+    this.sendRaw(this.changeFrame('unsubscribed', 'removed', removed));
+  }
+
+  private unsubscribeAll(): void {
+    this.wantsAll = false;
+    this.sluIds = new Set();
     this.hub.reindex(this);
-    this.sendRaw(JSON.stringify({ type: 'unsubscribed', slu_ids: [...(this.sluIds ?? [])].sort((a, b) => a - b), cursor: this.lastCursorText }));
+    this.sendRaw(JSON.stringify({ type: 'unsubscribed', slu_ids: [], count: 0, cursor: this.lastCursorText }));
   }
 
   /** An error frame; too many of them and the connection is closed (the process is never affected). */

@@ -82,6 +82,12 @@ describe('bad input on the stream', () => {
     [`slu_id=${Array.from({ length: 101 }, (_, i) => i).join(',')}`, 4400, /SLUICE_ERR_TOO_MANY_SLUS/],
     ['since=garbage', 4400, /SLUICE_ERR_CURSOR_INVALID/],
     ['since=c1.' + Buffer.from('{"s":"5:3:"}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
+    // Well-formed but impossible cursors: refused when decoded, before any query (the first closed with 1011).
+    ['since=c1.' + Buffer.from('{"s":"1:1:","q":"0:0:","x":0,"i":0}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
+    ['since=c1.' + Buffer.from('{"s":"5:10:","q":"5:12:7","x":10,"i":1}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
+    ['since=c1.' + Buffer.from('{"s":"5:10:7","q":"7:12:7,11","x":11,"i":3}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
+    ['since=c1.' + Buffer.from('{"s":"0:0:"}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
+    ['since=c1.' + Buffer.from('{"s":"1:1:","extra":{}}').toString('base64url'), 4400, /SLUICE_ERR_CURSOR_INVALID/],
   ])('connect with %s -> error frame and close %i with a reason', async (query, code, reason) => {
     const c = connect(query);
     await c.closed;

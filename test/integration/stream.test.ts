@@ -43,8 +43,8 @@ describe('live stream', () => {
     const one = connect('slu_id=1');
     const all = connect();
     await Promise.all([two.next('subscribed'), one.next('subscribed'), all.next('subscribed')]);
-    expect(two.frames[0]).toMatchObject({ type: 'subscribed', slu_ids: [2] });
-    expect(all.frames[0]).toMatchObject({ type: 'subscribed', slu_ids: 'all' });
+    expect(two.frames[0]).toMatchObject({ type: 'subscribed', slu_ids: [2], count: 1 });
+    expect(all.frames[0]).toMatchObject({ type: 'subscribed', slu_ids: 'all', count: null });
     expect(typeof two.cursor).toBe('string');
 
     const r1 = readings(1, 3);
@@ -68,18 +68,30 @@ describe('live stream', () => {
     const c = connect('slu_id=10');
     await c.next('subscribed');
     c.send({ type: 'subscribe', slu_ids: [11, 12] });
-    expect(await c.next('subscribed', 1)).toMatchObject({ slu_ids: [10, 11, 12] });
+    // Answers list what the message changed and the new total, not the whole subscription.
+    const added = await c.next('subscribed', 1);
+    expect(added).toMatchObject({ added: [11, 12], count: 3 });
+    expect(added).not.toHaveProperty('slu_ids');
     const a = readings(11, 1);
     await insertReadings(db.pool, [...readings(13, 1), ...a]);
     await c.until(() => c.readings.length >= 1, 'SLU 11');
     expect(c.readings.map((r) => r.slu_id)).toEqual([11]);
     const mark = c.frames.length;
     c.send({ type: 'unsubscribe', slu_ids: [10, 11] });
-    expect(await c.next('unsubscribed', mark)).toMatchObject({ slu_ids: [12] });
+    expect(await c.next('unsubscribed', mark)).toMatchObject({ removed: [10, 11], count: 1 });
     const b = readings(12, 1);
     await insertReadings(db.pool, [...readings(11, 2), ...b]);
     await c.until(() => c.readings.length >= 2, 'SLU 12');
     expect(c.readings.map((r) => r.v1)).toEqual([a[0]?.v1, b[0]?.v1]);
+    // Replacing the whole subscription answers with the whole (short) subscription.
+    const again = c.frames.length;
+    c.send({ type: 'subscribe', slu_ids: [12, 14, 14] });
+    expect(await c.next('subscribed', again)).toMatchObject({ added: [14], count: 2 });
+    c.send({ type: 'unsubscribe', all: true });
+    expect(await c.next('unsubscribed', again)).toMatchObject({ slu_ids: [], count: 0 });
+    c.send({ type: 'subscribe', all: true });
+    await c.until(() => c.frames.slice(again).filter((f) => f.type === 'subscribed').length === 2, 'the answer to subscribe all');
+    expect(c.frames.slice(again).filter((f) => f.type === 'subscribed')[1]).toMatchObject({ slu_ids: 'all', count: null });
   });
 
   it('batches what commits together into one frame per client', async () => {

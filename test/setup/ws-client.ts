@@ -19,6 +19,11 @@ export class StreamClient {
   readonly frames: Frame[] = [];
   readonly readings: StreamReadingJson[] = [];
   cursor: string | undefined;
+  /**
+   * The subscription as a client rebuilds it from subscribed/unsubscribed frames (docs/stream.md): `slu_ids`
+   * is the whole of it ("all" or a list), `added` / `removed` what one message changed.
+   */
+  subscription: Set<number> | 'all' | undefined;
   closeCode: number | undefined;
   closeReason = '';
   private waiters: Array<() => void> = [];
@@ -43,6 +48,7 @@ export class StreamClient {
       this.frames.push(f);
       if (typeof f.cursor === 'string') this.cursor = f.cursor;
       if (f.type === 'readings') for (const r of f.readings as StreamReadingJson[]) this.readings.push(r);
+      if (f.type === 'subscribed' || f.type === 'unsubscribed') this.track(f);
       this.notify();
     });
     this.ws.on('close', (code, reason) => {
@@ -51,6 +57,15 @@ export class StreamClient {
       this.notify();
     });
     this.ws.on('error', () => undefined);
+  }
+
+  private track(f: Frame): void {
+    if (f.slu_ids === 'all') this.subscription = 'all';
+    else if (Array.isArray(f.slu_ids)) this.subscription = new Set(f.slu_ids as number[]);
+    else if (this.subscription instanceof Set) {
+      for (const id of (f.added as number[] | undefined) ?? []) this.subscription.add(id);
+      for (const id of (f.removed as number[] | undefined) ?? []) this.subscription.delete(id);
+    }
   }
 
   private notify(): void {
