@@ -21,6 +21,10 @@ beforeAll(async () => {
   acme = await pki.client('acme');
   ({ gateway } = await startTestGateway(db.url, pki, { REST_RATE_LIMIT: '0' }));
   await insertReadings(db.pool, [{ slu_id: 1, v1: 1 }]);
+  // The fuzz resumes from cursors of the database's first few hundred transactions; the replay window (sql/007)
+  // would refuse them all as older than the xid clock's first mark. Let the clock start at transaction 1, so
+  // those cursors are inside the window and really replay (the window has tests of its own).
+  await db.pool.query(`delete from sluice_xid_clock; insert into sluice_xid_clock (xid, at) values ('1', now())`);
 });
 afterAll(async () => {
   await gateway?.close();
