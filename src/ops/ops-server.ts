@@ -12,7 +12,7 @@ export interface Health {
  * can reach it. /healthz: the process is up. /readyz: 200 only while the database answers and LISTEN is in
  * place (a gateway that cannot stream live should not get new clients).
  */
-export async function startOpsServer(opts: { host: string; port: number; health: () => Health; extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean }) {
+export async function startOpsServer(opts: { host: string; port: number; health: () => Health | Promise<Health>; extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean }) {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, body: unknown) => {
@@ -21,8 +21,13 @@ export async function startOpsServer(opts: { host: string; port: number; health:
     };
     if (path === '/healthz') return send(200, { status: 'ok' });
     if (path === '/readyz') {
-      const h = opts.health();
-      return send(h.ready ? 200 : 503, { status: h.ready ? 'ready' : 'not ready', ...h });
+      Promise.resolve()
+        .then(opts.health)
+        .then(
+          (h) => send(h.ready ? 200 : 503, { status: h.ready ? 'ready' : 'not ready', ...h }),
+          (err: Error) => send(503, { status: 'not ready', ready: false, error: err.message }),
+        );
+      return;
     }
     if (opts.extra?.(req, res)) return;
     send(404, { statusCode: 404, code: 'SLUICE_ERR_NOT_FOUND', message: 'ops endpoints: /healthz, /readyz' });

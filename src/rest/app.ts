@@ -1,14 +1,10 @@
 import type { TLSSocket } from 'node:tls';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type pg from 'pg';
-import type { Logger } from 'pino';
 import { errorBody, SluiceError, toSluiceError } from '../errors.ts';
-import type { ReadingCache } from '../format/reading-cache.ts';
 import { identityError, identityOf, type PartnerIdentity } from '../tls/identity.ts';
-import { hasAnyAccess, type Access, type Grants } from '../access/grants.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import type { Freshness } from '../hub/freshness.ts';
+import { hasAnyAccess, type Access } from '../access/grants.ts';
+import type { RestDeps } from './deps.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
 import { registerDashboard } from './routes/dashboard.ts';
 
@@ -21,35 +17,6 @@ declare module 'fastify' {
   }
 }
 
-/** What the REST app needs from the rest of the gateway. */
-export interface RestDeps {
-  readonly pool: pg.Pool;
-  readonly log: Logger;
-  readonly basePath: string;
-  /** HTTPS server options (key, cert, ca, requestCert...). */
-  readonly https: import('node:https').ServerOptions;
-  /** REST requests per second per partner before 429; 0 = unlimited. */
-  readonly rateLimitPerSecond: number;
-  /**
-   * What lets /rows answer from a stored body without querying: the feed's per-SLU freshness and a
-   * read-your-writes sync (a feed read started after the call, which sees inserts and the change counter).
-   */
-  readonly fresh?: { readonly freshness: Freshness; sync(): Promise<void> };
-  /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
-  readonly bodyCacheBytes?: number;
-  /** Rows per /time page. */
-  readonly timeMaxRows: number;
-  /** Formatted readings by version key, shared with the stream. */
-  readonly cache: ReadingCache;
-  /** True for a revoked certificate (CRL or deny-list): checked on every request, not only at the handshake. */
-  readonly isRevoked: (p: PartnerIdentity) => boolean;
-  /** Prometheus metrics (REST latency per route, refusals); optional. */
-  readonly metrics?: Metrics;
-  /** Grants per partner. */
-  readonly grants: Grants;
-  /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
-  readonly latest: (access: Access) => Promise<string>;
-}
 
 function sendError(reply: FastifyReply, err: SluiceError): FastifyReply {
   return reply.code(err.status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(errorBody(err)));

@@ -7,7 +7,7 @@ import { rangeRows } from '../../db/range.ts';
 import { newestIds, newestRows } from '../../db/rows.ts';
 import { BodyCache } from '../body-cache.ts';
 import { wrapperJson } from '../../format/reading.ts';
-import type { RestDeps } from '../app.ts';
+import type { RestDeps } from '../deps.ts';
 import { encodePageMark, parseRowsQuery, parseTimeQuery } from '../params.ts';
 
 const JSON_TYPE = 'application/json';

