@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type pg from 'pg';
 import type { Grants } from './access/grants.ts';
 import type { Config } from './config/config.ts';
@@ -67,6 +68,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     const replays = new ReplaySlots(config.REPLAY_MAX_CONCURRENT, config.REPLAY_MAX_PER_PARTNER, config.REPLAY_WAIT_MS);
     let handshakes: HandshakeGuard | undefined;
     const metrics = new Metrics({
+      ...(cluster.isWorker && cluster.worker ? { worker: cluster.worker.id } : {}),
       pool: db.pool,
       streamPartners: function* () {
         for (const s of stream?.sessions() ?? []) yield s.partner.cn;

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { z } from 'zod';
 
 /**
@@ -69,6 +70,8 @@ export const ConfigSchema = z
     OPS_ENABLED: bool.default(true),
     /** Read the table for new readings at least this often even without NOTIFY, ms. Default 1000. */
     FEED_POLL_INTERVAL_MS: int(50, 600_000).default(1000),
+    /** Where the feed reads new readings: "dedicated" = its own connection with a prepared statement (planned per call), "pool" = the query pool. Default dedicated. */
+    FEED_CONNECTION: z.enum(['dedicated', 'pool']).default('dedicated'),
     /** Rows per database read when replaying a backlog or a resume; one frame each. Default 5000. */
     FEED_PAGE_ROWS: int(10, 100_000).default(5000),
     /** LISTEN reconnect: first delay and cap of the jittered exponential backoff, ms. Defaults 250 and 10000. */
@@ -110,6 +113,11 @@ export const ConfigSchema = z
     REPLAY_WAIT_MS: int(0, 600_000).default(15_000),
     /** Oldest cursor a resume accepts, in seconds; older ones are refused with 4410 instead of replaying that much. Default 604800 (7 days). */
     REPLAY_WINDOW_S: int(60, 366 * 86_400).default(7 * 86_400),
+    /** Gateway processes serving the one port (node:cluster): a number, or "auto" for every available core. Default 1 (a single process). */
+    WORKERS: z
+      .union([z.literal('auto'), z.coerce.number().int().min(1).max(256)], { message: 'use a number from 1 to 256, or auto' })
+      .default(1)
+      .transform((v) => (v === 'auto' ? os.availableParallelism() : v)),
     /** How long SIGTERM/SIGINT waits for a graceful drain before exiting anyway, in ms. Default 10000. */
     SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
   })

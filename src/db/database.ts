@@ -16,6 +16,13 @@ export interface Database {
   readonly pool: pg.Pool;
   /** Resumes only (REPLAY_MAX_CONCURRENT connections): however many partners resume at once, REST keeps its pool. */
   readonly replayPool: pg.Pool;
+  /**
+   * The feed's own connection (FEED_CONNECTION=dedicated), or `pool`. Its read is the one query every live
+   * reading waits for: no queueing behind REST for a pooled connection, and its statement is prepared once and
+   * planned per call (plan_cache_mode=force_custom_plan: a generic plan of it once scanned 10M rows).
+   */
+  readonly feedPool: pg.Pool;
+  readonly feedPrepared: boolean;
   close(): Promise<void>;
 }
 
@@ -40,10 +47,14 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   const timeouts = { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: config.PG_QUERY_TIMEOUT_MS };
   const pool = createPool({ connectionString: url, max: config.PG_POOL_MAX, ...timeouts }, log);
   const replayPool = createPool({ connectionString: url, max: config.REPLAY_MAX_CONCURRENT, ...timeouts, applicationName: 'sluice-replay' }, log);
+  const feedPrepared = config.FEED_CONNECTION === 'dedicated';
+  const feedPool = feedPrepared
+    ? createPool({ connectionString: url, max: 1, ...timeouts, applicationName: 'sluice-feed', settings: { plan_cache_mode: 'force_custom_plan' } }, log)
+    : pool;
   let clock: { close(): void } | undefined;
   const close = async () => {
     clock?.close();
-    await Promise.allSettled([pool.end(), replayPool.end()]);
+    await Promise.allSettled([pool.end(), replayPool.end(), ...(feedPool !== pool ? [feedPool.end()] : [])]);
     await embedded?.close();
   };
   try {
@@ -54,5 +65,5 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     await close();
     throw err;
   }
-  return { url, embedded: embedded !== undefined, pool, replayPool, close };
+  return { url, embedded: embedded !== undefined, pool, replayPool, feedPool, feedPrepared, close };
 }

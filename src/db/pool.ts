@@ -11,6 +11,8 @@ export interface PoolOptions {
   /** Server-side statement_timeout and client-side read timeout for one query. */
   readonly queryTimeoutMs: number;
   readonly applicationName?: string;
+  /** More server settings for every connection, as `-c name=value` pairs. */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 const FLOAT4_OID = 700;
@@ -40,7 +42,7 @@ export function createPool(opts: PoolOptions, log?: Logger): pg.Pool {
     application_name: opts.applicationName ?? 'sluice',
     // Timestamps are read as text (legacyT() pads them): make sure the server prints them in ISO form,
     // whatever the database's or role's DateStyle is.
-    options: '-c DateStyle=ISO,YMD',
+    options: ['-c DateStyle=ISO,YMD', ...Object.entries(opts.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)].join(' '),
     types: sluiceTypes,
   });
   pool.on('error', (err) => log?.warn({ err: err.message }, 'idle database connection lost'));

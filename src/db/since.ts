@@ -40,12 +40,16 @@ export async function readSince(
   db: pg.Pool | pg.PoolClient,
   since: Snapshot,
   limit: number,
+  opts: { prepared?: boolean } = {},
 ): Promise<{ snapshot: Snapshot; changes: string; rows: StreamRow[]; complete: boolean }> {
   // The snapshot must come from the very statement that reads the rows (pg_current_snapshot() is the
   // statement's own snapshot): taken in a second query it could include commits this read did not see. The
   // left join keeps one row, carrying the snapshot, when nothing is new. The change counter comes from the same
   // snapshot, so an UPDATE/DELETE/TRUNCATE is seen in the very read whose rows it shaped.
+  // Prepared (named) only on the feed's own connection, which runs with plan_cache_mode=force_custom_plan: parsed
+  // once, planned with the actual bounds every time (a generic plan scanned 10M rows).
   const res = await db.query<[string, string, string | null]>({
+    ...(opts.prepared ? { name: 'sluice_feed_read' } : {}),
     rowMode: 'array',
     text: `select s.snap, s.changes, r.* from (select pg_current_snapshot()::text as snap, ${CHANGES} as changes) s
            left join lateral (

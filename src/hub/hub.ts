@@ -6,7 +6,10 @@ import { readingsFrame } from '../ws/protocol.ts';
 export interface Subscriber {
   /** Subscribed SLUs, or null for all. */
   readonly sluIds: ReadonlySet<number> | null;
-  /** True while the client is live with nothing to reconcile: it takes pre-built frames. */
+  /**
+   * True while the client is live with nothing to reconcile: it takes pre-built frames. A subscriber tells the
+   * hub when this changes (Hub.fastChanged), so a batch never has to look at every member to find the slow ones.
+   */
   readonly fast: boolean;
   /** Sends a ready frame (checks backpressure). */
   sendFrame(frame: string, cursorText: string): void;
@@ -19,7 +22,8 @@ export interface Subscriber {
 /**
  * Fan-out of feed batches to subscribers by slu_id. Each reading was serialised once by the feed; the hub only
  * joins the pieces each client gets into one frame per client per batch, and builds the "all SLUs" frame once
- * for every all-subscriber. Subscribers of other SLUs are never touched.
+ * for every all-subscriber. Subscribers of other SLUs are never touched: a batch costs the readings times their
+ * subscribers (plus the few clients catching up), however many idle clients are connected.
  */
 export class Hub {
   /** @param onSubscriberError called when one subscriber's handler throws; the others are unaffected. */
@@ -32,6 +36,8 @@ export class Hub {
    * or a replacement has to take out again, so neither walks the whole index.
    */
   private readonly members = new Map<Subscriber, ReadonlySet<number> | null>();
+  /** Members that are not `fast` (catching up, or live behind a floor): they see every batch themselves. */
+  private readonly slow = new Set<Subscriber>();
   private cursorText = '';
   /** Counters for metrics and tests. */
   readonly stats = { batches: 0, framesSent: 0, readingsOut: 0, readingsIn: 0 };
@@ -54,10 +60,22 @@ export class Hub {
     return this.bySlu.size;
   }
 
+  /** Members catching up or behind a floor (tests: the set must empty once everyone is live). */
+  get slowCount(): number {
+    return this.slow.size;
+  }
+
   add(s: Subscriber): void {
     if (this.members.has(s)) return this.reindex(s);
     this.members.set(s, s.sluIds);
     this.index(s, s.sluIds);
+    this.fastChanged(s);
+  }
+
+  /** s.fast may have changed: keeps the set of slow members exact. */
+  fastChanged(s: Subscriber): void {
+    if (s.fast || !this.members.has(s)) this.slow.delete(s);
+    else this.slow.add(s);
   }
 
   /**
@@ -94,6 +112,7 @@ export class Hub {
     if (!this.members.has(s)) return;
     const before = this.members.get(s) as ReadonlySet<number> | null;
     this.members.delete(s);
+    this.slow.delete(s);
     this.unindex(s, before);
   }
 
@@ -127,8 +146,7 @@ export class Hub {
     this.cursorText = cursorText;
     // Decide each subscriber's path once per batch: a slow one may turn fast while handling this very batch,
     // and must not then get it a second time from the fast path.
-    const touched = new Set<Subscriber>();
-    for (const s of this.members.keys()) if (!s.fast) touched.add(s);
+    const touched = new Set<Subscriber>(this.slow);
     for (const s of touched) this.guard(() => s.onBatch(batch, cursorText));
     if (batch.readings.length > 0) {
       const per = new Map<Subscriber, string[]>();

@@ -3,6 +3,8 @@ import type pg from 'pg';
 
 /** What the metrics read at scrape time from the rest of the gateway. */
 export interface MetricSources {
+  /** Cluster worker number (WORKERS > 1), labelled on the per-worker series; absent in a single process. */
+  readonly worker?: number;
   readonly pool: pg.Pool;
   /** Partner CN of every connected stream client. */
   readonly streamPartners: () => Iterable<string>;
@@ -63,6 +65,14 @@ export class Metrics {
     fromStats('sluice_feed_batches_total', 'Database reads of the feed that were published.', () => src.hubStats().batches);
     fromStats('sluice_listener_reconnects_total', 'Times the LISTEN connection was re-established.', src.listenerReconnects);
     new client.Gauge({
+      name: 'sluice_worker_stream_clients', help: 'Connected stream clients per gateway process (cluster worker; "0" in a single process).', labelNames: ['worker'], registers: [r],
+      collect() {
+        let n = 0;
+        for (const _ of src.streamPartners()) n++;
+        this.set({ worker: String(src.worker ?? 0) }, n);
+      },
+    });
+    new client.Gauge({
       name: 'sluice_replays_running', help: 'Stream resumes (since=) replaying now; at REPLAY_MAX_CONCURRENT new ones are refused.', registers: [r],
       collect() {
         this.set(src.replays?.() ?? 0);
@@ -70,6 +80,7 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'sluice_pg_notification_queue_usage', help: 'pg_notification_queue_usage(): fraction of the NOTIFY queue in use (trouble near 1).', registers: [r],
+      aggregator: 'max', // one database: every worker reads the same figure
       async collect() {
         try {
           const res = await src.pool.query<{ u: number }>('select pg_notification_queue_usage() as u');
@@ -81,6 +92,7 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'sluice_tls_degraded', help: '1 while the last TLS reload was refused (the previous certificates and CRL still serve) or the CRL is out of date; 0 otherwise.', registers: [r],
+      aggregator: 'max', // degraded in any worker
       collect() {
         this.set(src.tlsDegraded?.() ? 1 : 0);
       },

@@ -36,6 +36,8 @@ export interface FeedOptions {
   readonly pageRows: number;
   /** Read the table this often even without a NOTIFY (a safety net and cursor refresh), ms. */
   readonly pollIntervalMs: number;
+  /** `pool` is the feed's own one-connection pool (set up for prepared statements): read with a named statement. */
+  readonly prepared?: boolean;
 }
 
 export interface FeedEvents {
@@ -170,7 +172,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     if (this.paging) return this.finishPaging(this.paging);
     const from = this.snapshot;
     const started = performance.now();
-    const first = await readSince(this.pool, from, this.opts.pageRows);
+    const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true });
     this.emit('read', (performance.now() - started) / 1000);
     if (first.changes !== this.changes) {
       this.changes = first.changes;

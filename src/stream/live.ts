@@ -1,6 +1,6 @@
-import type pg from 'pg';
 import { Grants } from '../access/grants.ts';
 import type { Config } from '../config/config.ts';
+import type { Database } from '../db/database.ts';
 import { latestPerSlu } from '../db/latest.ts';
 import { ReadingCache } from '../format/reading-cache.ts';
 import { Freshness } from '../hub/freshness.ts';
@@ -38,9 +38,9 @@ export interface Live {
  * sessions subscribed to its SLUs (src/ws/session.ts) -> the socket. The feed starts at a snapshot; the latest
  * store is then filled by a scan that sees at least as much and kept current by every batch after it.
  */
-export async function startLive(config: Config, db: { url: string; pool: pg.Pool }, log: Logger): Promise<Live> {
+export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'>, log: Logger): Promise<Live> {
   const cache = new ReadingCache(config.READING_CACHE_SIZE);
-  const feed = new Feed(db.pool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS });
+  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared });
   const start = await feed.start();
   const latest = new LatestStore(() => latestPerSlu(db.pool, cache), log);
   const freshness = new Freshness();

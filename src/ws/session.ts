@@ -202,6 +202,7 @@ export class Session implements Subscriber {
       this.floor = q;
       this.lastCursorText = encodeCursor({ kind: 'settled', s: q });
       this.mode = 'live';
+      this.hub.fastChanged(this);
       const pending = this.buffered;
       this.buffered = [];
       this.bufferedReadings = 0;
@@ -294,6 +295,7 @@ export class Session implements Subscriber {
       if (batch.snapshot && covers(batch.snapshot, this.floor)) {
         // The feed is past everything the catch-up sent: from here on the shared fast path serves this client.
         this.floor = undefined;
+        this.hub.fastChanged(this);
         const out = this.held.concat(mine);
         this.held = [];
         if (out.length > 0) this.sendReadings(out.map((r) => r.json), cursorText);

@@ -112,3 +112,49 @@ describe('Hub index', () => {
     expect(hub.indexedSlus).toBe(3);
   });
 });
+
+/** A subscriber that can be slow (catching up: it gets whole batches) or fast (pre-built frames). */
+class Toggle implements Subscriber {
+  sluIds: Set<number> | null = null;
+  fast = false;
+  batches = 0;
+  frames = 0;
+  sendFrame(): void {
+    this.frames++;
+  }
+  onBatch(): void {
+    this.batches++;
+  }
+  onIdle(): void {}
+}
+
+describe('Hub slow members', () => {
+  it('a batch reaches each member once, by its current path, and only slow members are walked for onBatch', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(5), fc.constantFrom('add', 'remove', 'fast', 'slow', 'publish')), { maxLength: 80 }), (ops) => {
+        const hub = new Hub((err) => {
+          throw err;
+        });
+        const subs = Array.from({ length: 6 }, () => new Toggle());
+        const member = new Set<Toggle>();
+        for (const [who, what] of ops) {
+          const s = subs[who] as Toggle;
+          if (what === 'add') (hub.add(s), member.add(s));
+          else if (what === 'remove') (hub.remove(s), member.delete(s));
+          else if (what === 'fast' || what === 'slow') ((s.fast = what === 'fast'), hub.fastChanged(s));
+          else {
+            const before = subs.map((x) => [x.batches, x.frames]);
+            hub.publish(batchOf([1]));
+            subs.forEach((x, i) => {
+              const [b, f] = before[i] as [number, number];
+              const want = member.has(x) ? (x.fast ? [b, f + 1] : [b + 1, f]) : [b, f];
+              expect([x.batches, x.frames]).toEqual(want);
+            });
+          }
+          expect(hub.slowCount).toBe([...member].filter((x) => !x.fast).length);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

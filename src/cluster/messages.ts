@@ -1,0 +1,23 @@
+import type { Health } from '../ops/ops-server.ts';
+
+/** Primary -> worker: report your /readyz. */
+export interface HealthRequest {
+  readonly type: 'sluice:health?';
+  readonly id: number;
+}
+
+/** Worker -> primary: its /readyz report. */
+export interface HealthReply {
+  readonly type: 'sluice:health';
+  readonly id: number;
+  readonly pid: number;
+  readonly health: Health;
+}
+
+export function isHealthRequest(m: unknown): m is HealthRequest {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'sluice:health?';
+}
+
+export function isHealthReply(m: unknown): m is HealthReply {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'sluice:health';
+}

@@ -1,0 +1,125 @@
+import cluster, { type Worker } from 'node:cluster';
+import client from 'prom-client';
+import type { Config } from '../config/config.ts';
+import { resolveDatabaseUrl } from '../db/database.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool } from '../db/pool.ts';
+import { onSignals } from '../lifecycle/signals.ts';
+import type { Logger } from '../log.ts';
+import { startGatewayOps } from '../ops/gateway-ops.ts';
+import type { Health } from '../ops/ops-server.ts';
+import { ensureDevCertificates } from '../tls/tls-setup.ts';
+import { isHealthReply, type HealthReply, type HealthRequest } from './messages.ts';
+
+/** What the primary tells the process owner once every worker listens. */
+export interface Primary {
+  /** The port the workers share (PORT, or the one picked for PORT=0). */
+  readonly port: number;
+  readonly databaseUrl: string;
+  readonly embedded: boolean;
+}
+
+/**
+ * The cluster primary (WORKERS > 1): starts the embedded database if there is no DATABASE_URL, migrates, makes
+ * dev certificates, then forks WORKERS gateway processes that share the port (node:cluster hands each accepted
+ * connection to a worker in turn). A worker that dies is replaced (its clients resume on the others with their
+ * cursors: a cursor is a database snapshot, valid in every worker). The primary serves the ops port: /readyz is
+ * ready only when every worker is, /metrics adds up the workers' metrics (prom-client's AggregatorRegistry).
+ * SIGTERM drains every worker (each closes its streams with 1012) and exits when they have.
+ */
+export async function runPrimary(config: Config, log: Logger): Promise<Primary> {
+  const { url, embedded } = await resolveDatabaseUrl(config, log);
+  const pool = createPool({ connectionString: url, max: 2, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: 600_000 }, log);
+  try {
+    const applied = await migrate(pool); // once here, so the workers find nothing to do
+    if (applied.length) log.info({ applied }, 'migrations applied');
+    await ensureDevCertificates(config, pool, log);
+  } finally {
+    await pool.end();
+  }
+
+  // Workers get the database URL (the embedded server is the primary's), no ops port, and no banner.
+  const env = { DATABASE_URL: url, OPS_ENABLED: 'false', SLUICE_BANNER: '0' };
+  let stopping = false;
+  let restartDelayMs = 250;
+  const fork = (): Worker => cluster.fork(env);
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    log.error({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: restartDelayMs }, 'worker died; starting a replacement (its clients resume on the others)');
+    setTimeout(fork, restartDelayMs).unref();
+    restartDelayMs = Math.min(10_000, restartDelayMs * 2); // a worker that dies at once every time must not spin
+  });
+  cluster.on('listening', () => {
+    // A worker that got as far as listening resets the back-off.
+    restartDelayMs = 250;
+  });
+  let port = config.PORT;
+  const listening = new Promise<void>((resolve) => {
+    let n = 0;
+    const onListening = (_w: Worker, address: { port: number }) => {
+      port = address.port;
+      if (++n === config.WORKERS) {
+        cluster.off('listening', onListening);
+        resolve();
+      }
+    };
+    cluster.on('listening', onListening);
+  });
+  for (let i = 0; i < config.WORKERS; i++) fork();
+
+  const aggregator = new client.AggregatorRegistry();
+  const ops = config.OPS_ENABLED ? await startGatewayOps(config, () => clusterHealth(config.WORKERS), { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType }) : undefined;
+
+  onSignals(log, config.SHUTDOWN_TIMEOUT_MS, {
+    async close() {
+      stopping = true;
+      const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((r) => (w?.isDead() ? r() : w?.once('exit', () => r()))));
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      await Promise.all(exits);
+      await ops?.close();
+      await embedded?.close();
+    },
+    reload() {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+    },
+  });
+  await listening;
+  log.info({ workers: config.WORKERS, pid: process.pid }, 'every worker is listening');
+  return { port, databaseUrl: url, embedded: embedded !== undefined };
+}
+
+let nextRequest = 0;
+
+/** Asks every worker for its /readyz report (1 s at most); ready only when all WORKERS answered ready. */
+async function clusterHealth(expected: number): Promise<Health> {
+  const id = nextRequest++;
+  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const replies = await new Promise<HealthReply[]>((resolve) => {
+    const got: HealthReply[] = [];
+    const onMessage = (_w: Worker, m: unknown) => {
+      if (!isHealthReply(m) || m.id !== id) return;
+      got.push(m);
+      if (got.length === workers.length) finish();
+    };
+    const finish = () => {
+      clearTimeout(timer);
+      cluster.off('message', onMessage);
+      resolve(got);
+    };
+    const timer = setTimeout(finish, 1000);
+    cluster.on('message', onMessage);
+    const req: HealthRequest = { type: 'sluice:health?', id };
+    for (const w of workers) w.send(req);
+    if (workers.length === 0) finish();
+  });
+  const ready = replies.length === expected && replies.every((r) => r.health.ready);
+  const sum = (k: string) => replies.reduce((n, r) => n + (Number(r.health[k]) || 0), 0);
+  return {
+    ready,
+    workers: { expected, answering: replies.length, ready: replies.filter((r) => r.health.ready).length },
+    streamClients: sum('streamClients'),
+    replays: sum('replays'),
+    pendingHandshakes: sum('pendingHandshakes'),
+    perWorker: replies.map((r) => ({ pid: r.pid, ...r.health })),
+  };
+}
