@@ -4,6 +4,9 @@
 //  (p) the peer architecture (bench/lib/peer-gateway.mjs: per-row NOTIFY of the row as JSON, one LISTEN, each
 //      notification straight to the sockets of its SLU; no cursor, no resume): same clients, rate and SLUs;
 //  (c) sluice end to end: commit -> client latency at a fixed rate, sustained delivery, ingest with zero loss;
+//  (f) sluice with FEED_CONNECTION=pool: the feed's read on the shared pool with an unnamed statement (before)
+//      against its own connection and a prepared statement (after);
+//  (w) sluice with WORKERS=2 against 1 (`--workers N` sets the main phase's);
 //  (i) sluice again with BENCH_IDLE (10,000) more clients connected to SLUs that get no readings: a batch's cost
 //      must follow the readings, not the connected clients.
 // Defaults follow the issues (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables;
@@ -25,7 +28,10 @@ const RATE = Number(process.env.BENCH_RATE ?? 10_000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
 const SLU_BASE = 5_000_000; // SLU ids of this benchmark, away from bench:rest's
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
-const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,idle').split(','));
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,feedpool,workers,idle').split(','));
+/** Gateway processes for the main sluice phase (`--workers N` or BENCH_WORKERS); the "workers" phase compares 1 and 2. */
+const argWorkers = process.argv.indexOf('--workers');
+const WORKERS = Number(argWorkers >= 0 ? process.argv[argWorkers + 1] : (process.env.BENCH_WORKERS ?? 1));
 
 const { url, pool, embedded } = await benchDatabase();
 const { ca, client, dir } = await benchCerts();
@@ -100,10 +106,13 @@ interface Target {
   readonly opsPort?: number;
 }
 
+type ProcStats = { cpuUserMs: number; cpuSystemMs: number };
+/** The gateway's CPU time so far: its process, or with WORKERS > 1 the sum over the workers. */
 async function gatewayCpuMs(opsPort: number | undefined): Promise<number> {
   if (opsPort === undefined) return NaN;
-  const r = await fetch(`http://127.0.0.1:${opsPort}/readyz`).then((x) => x.json() as Promise<{ process?: { cpuUserMs: number; cpuSystemMs: number } }>);
-  return (r.process?.cpuUserMs ?? NaN) + (r.process?.cpuSystemMs ?? NaN);
+  const r = await fetch(`http://127.0.0.1:${opsPort}/readyz`).then((x) => x.json() as Promise<{ process?: ProcStats; perWorker?: Array<{ process: ProcStats }> }>);
+  const procs = r.perWorker ? r.perWorker.map((w) => w.process) : r.process ? [r.process] : [];
+  return procs.length ? procs.reduce((n, p) => n + p.cpuUserMs + p.cpuSystemMs, 0) : NaN;
 }
 
 async function endToEnd(target: Target, url: string, opts: { sustained: boolean }) {
@@ -235,21 +244,36 @@ async function ingest(port: number, url: string) {
   return { perSec: inserted / ingestSecs, inserted, got };
 }
 
+/** Every benchmark client connects from 127.0.0.1, a thousand at once: the per-address and connection caps would refuse them. */
+const BENCH_ENV = {
+  LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', WS_MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS: '1000000',
+  MAX_PENDING_HANDSHAKES: '1000000', MAX_PENDING_HANDSHAKES_PER_ADDRESS: '1000000',
+};
+
 const sluicePath = (i: number) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`;
 
-async function sluice() {
-  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000' });
+async function sluice(env: Record<string, string> = {}, opts = { sustained: true, ingest: true }) {
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS), ...env });
   try {
-    const run = await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: true });
-    return { ...run, ingest: await ingest(gw.port, url) };
+    if (Number(env.WORKERS ?? WORKERS) > 1) await waitReady(gw.opsPort);
+    const run = await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: opts.sustained });
+    return { ...run, ingest: opts.ingest ? await ingest(gw.port, url) : undefined };
   } finally {
     await gw.stop();
   }
 }
 
+/** With WORKERS > 1 the port accepts as soon as one worker listens: wait for all of them. */
+async function waitReady(opsPort: number): Promise<void> {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    if ((await fetch(`http://127.0.0.1:${opsPort}/readyz`).catch(() => undefined))?.status === 200) return;
+  }
+  throw new Error('the gateway workers did not become ready');
+}
+
 /** The same fixed-rate run with IDLE more clients connected, each to an SLU that gets no readings. */
 async function sluiceWithIdle() {
-  const gw = await startGatewayProcess(url, dir, { LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', WS_MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS: '1000000' });
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS) });
   const idle: WebSocket[] = [];
   try {
     const t0 = Date.now();
@@ -293,6 +317,8 @@ const a = PHASES.has('raw') ? await rawListen() : undefined;
 const b = PHASES.has('raw') ? await rawBroadcast() : undefined;
 const p = PHASES.has('peer') ? await peer() : undefined;
 const c = PHASES.has('sluice') ? await sluice() : undefined;
+const feedPool = PHASES.has('feedpool') ? await sluice({ FEED_CONNECTION: 'pool' }, { sustained: false, ingest: false }) : undefined;
+const other = PHASES.has('workers') ? await sluice({ WORKERS: WORKERS === 1 ? '2' : '1' }, { sustained: true, ingest: true }) : undefined;
 const idle = PHASES.has('idle') ? await sluiceWithIdle() : undefined;
 const ratio = (x: number | undefined, y: number | undefined, digits = 2) => (x === undefined || y === undefined ? '-' : `${fmt(x / y, digits)}x`);
 if (c) {
@@ -309,13 +335,33 @@ if (c) {
         '>= 1x',
         b ? `bare ws broadcast ${fmt(b.readingsPerSec, 0)}/s (sluice ${fmt((c.sustained.perSec / b.readingsPerSec) * 100, 0)}%)` : '-',
       ],
-      ['ingest with zero loss', `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)`, '-', '-', '>= 50,000/s, loss 0', a ? `LISTEN ${fmt(a.perSec, 0)} notifications/s` : '-'],
+      ['ingest with zero loss', c.ingest ? `${fmt(c.ingest.perSec, 0)} readings/s (${c.ingest.got}/${c.ingest.inserted} delivered)` : '-', '-', '-', '>= 50,000/s, loss 0', a ? `LISTEN ${fmt(a.perSec, 0)} notifications/s` : '-'],
     ],
   );
   console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}; peer: delivered ${p?.rateResult.delivered ?? '-'} of ${p?.rateResult.expected ?? '-'}, duplicates ${p?.rateResult.dups ?? '-'}`);
   const st = c.rateResult.stages;
   if (st) console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame${b ? `; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs` : ''})`);
   console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement, ${c.rateResult.early} delivered before it (which would bias the figures if not 0)`);
+}
+if (c?.rateResult.stages && feedPool?.rateResult.stages) {
+  const [after, before] = [c.rateResult.stages.feedRead, feedPool.rateResult.stages.feedRead];
+  console.log(`\nthe feed's read: before (FEED_CONNECTION=pool, unnamed statement) p50 ${before.p50Ms} / p99 ${before.p99Ms} ms over ${before.count} reads; after (its own connection, prepared, planned per call) p50 ${after.p50Ms} / p99 ${after.p99Ms} ms over ${after.count} reads; commit -> client p50 ${fmt(feedPool.rateResult.latency.p50)} -> ${fmt(c.rateResult.latency.p50)} ms`);
+}
+if (c && other) {
+  const [one, two] = WORKERS === 1 ? [c, other] : [other, c];
+  console.log('');
+  printTable(
+    ['same run', 'WORKERS=1', 'WORKERS=2', '2 / 1'],
+    [
+      ['commit -> client p50', `${fmt(one.rateResult.latency.p50)} ms`, `${fmt(two.rateResult.latency.p50)} ms`, ratio(two.rateResult.latency.p50, one.rateResult.latency.p50)],
+      ['commit -> client p99', `${fmt(one.rateResult.latency.p99)} ms`, `${fmt(two.rateResult.latency.p99)} ms`, ratio(two.rateResult.latency.p99, one.rateResult.latency.p99)],
+      ['sustained delivery, readings/s', fmt(one.sustained.perSec, 0), fmt(two.sustained.perSec, 0), ratio(two.sustained.perSec, one.sustained.perSec)],
+      ['ingest with zero loss, readings/s', one.ingest ? `${fmt(one.ingest.perSec, 0)} (${one.ingest.got}/${one.ingest.inserted})` : '-', two.ingest ? `${fmt(two.ingest.perSec, 0)} (${two.ingest.got}/${two.ingest.inserted})` : '-', ratio(two.ingest?.perSec, one.ingest?.perSec)],
+      ['gateway CPU per delivered reading (all processes)', `${fmt(one.rateResult.cpuUsPerReading, 1)} µs`, `${fmt(two.rateResult.cpuUsPerReading, 1)} µs`, ratio(two.rateResult.cpuUsPerReading, one.rateResult.cpuUsPerReading)],
+      ['feed reads (database queries) per second', fmt((one.rateResult.stages?.feedRead.count ?? NaN) / (DURATION_MS / 1000), 0), fmt((two.rateResult.stages?.feedRead.count ?? NaN) / (DURATION_MS / 1000), 0), ratio(two.rateResult.stages?.feedRead.count, one.rateResult.stages?.feedRead.count)],
+    ],
+  );
+  console.log(`machine: ${os.availableParallelism()} cores shared by PostgreSQL, the writers, the gateway and ${SUBS} clients`);
 }
 if (c && idle) {
   console.log('');

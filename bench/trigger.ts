@@ -16,6 +16,11 @@ const variants: Array<{ name: string; ddl: string }> = [
     ddl: `create trigger t after insert on bt for each statement execute function sluice_notify_reading()`,
   },
   {
+    name: 'wake-up + xid guard (sluice, sql/009)',
+    ddl: `create trigger t after insert on bt for each statement execute function sluice_notify_reading();
+          create trigger g before insert on bt for each row when (new.xid is distinct from pg_current_xact_id()) execute function sluice_reading_own_xid()`,
+  },
+  {
     name: 'per-row, JSON payload',
     ddl: `create function bt_row() returns trigger language plpgsql as $$ begin
             perform pg_notify('bench_row', json_build_object('id', new.id, 'slu_id', new.slu_id)::text); return null; end $$;

@@ -1,6 +1,8 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { Access } from './access/grants.ts';
+import { mayRead, type Access } from './access/grants.ts';
+import { latestPerSlu } from './db/latest.ts';
+import { latestArrayJson } from './format/reading.ts';
 import type { Config } from './config/config.ts';
 import type { Database } from './db/database.ts';
 import type { Logger } from './log.ts';
@@ -41,12 +43,14 @@ export async function startPartnerPort(
     metrics,
     timeMaxRows: config.TIME_MAX_ROWS,
     rateLimitPerSecond: config.REST_RATE_LIMIT,
-    fresh: { freshness: live.freshness, sync: () => live.feed.sync() },
+    fresh: { freshness: live.freshness, sync: () => live.feed.syncWithin(config.FEED_SYNC_WAIT_MS) },
     cache: live.cache,
     grants: live.grants,
+    // Read-your-writes: a reading committed before the request is in the answer. From memory once the feed has
+    // read past the request; if it is busy with a backlog (or the database hangs), from the table itself.
     latest: async (access: Access) => {
-      await live.feed.sync(); // read-your-writes: a reading committed before the request is in the answer
-      return live.latest.json(access);
+      if (await live.feed.syncWithin(config.FEED_SYNC_WAIT_MS)) return live.latest.json(access);
+      return latestArrayJson((await latestPerSlu(db.pool, live.cache)).filter((r) => mayRead(access, r.sluId)).map((r) => r.formatted));
     },
   });
   await app.ready();
@@ -71,6 +75,8 @@ export async function startPartnerPort(
       maxConnections: config.WS_MAX_CONNECTIONS,
       maxConnectionsPerPartner: config.WS_MAX_CONNECTIONS_PER_PARTNER,
       maxBufferBytes: config.WS_MAX_BUFFER_BYTES,
+      maxPartnerBufferBytes: config.WS_MAX_PARTNER_BUFFER_BYTES,
+      maxTotalBufferBytes: config.WS_MAX_TOTAL_BUFFER_BYTES,
       catchUpPageRows: config.FEED_PAGE_ROWS,
       maxBadMessages: 20,
       messagesPerS: config.WS_MESSAGES_PER_S,

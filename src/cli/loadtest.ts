@@ -12,7 +12,8 @@ const USAGE = `usage: npm run loadtest -- --subscribers C --slus N --rate R --du
   --duration S      seconds of writing (default 10)
   --slow K          clients that read slowly (cut off with 4408, they resume with their cursor) (default 0)
   --partners P      partner certificates the clients are spread over (default 4)
-  --gateways G      gateway processes on the same database, clients spread over them (default 1)
+  --gateways G      gateways on the same database, each on its own port, clients spread over them (default 1)
+  --gateway-workers W  worker processes per gateway (its WORKERS setting: one port, node:cluster) (default 1)
   --workers W       client worker threads (default 2)
   --mix a:b:c       shares of clients on one SLU : ten SLUs : all SLUs (default 6:3:1)
   --rsa             RSA-2048 certificates instead of ECDSA P-256 (to compare handshake cost)
@@ -31,7 +32,7 @@ try {
     options: {
       subscribers: { type: 'string' }, slus: { type: 'string' }, rate: { type: 'string' }, duration: { type: 'string' }, slow: { type: 'string' },
       partners: { type: 'string' }, gateways: { type: 'string' }, workers: { type: 'string' }, mix: { type: 'string' }, rsa: { type: 'boolean' },
-      out: { type: 'string' }, 'slu-base': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      out: { type: 'string' }, 'slu-base': { type: 'string' }, 'gateway-workers': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -55,6 +56,7 @@ try {
       mix: mix as [number, number, number],
       keyType: values.rsa ? 'rsa' : 'ecdsa',
       sluBase: int('slu-base', values['slu-base'], 9_000_000, 0, 2_000_000_000),
+      gatewayEnv: { WORKERS: String(int('gateway-workers', values['gateway-workers'], 1, 1, 256)) },
       onProgress: (line) => console.error(line),
     });
     console.log(`\n${summaryTable(report)}\n`);

@@ -72,6 +72,8 @@ export const ConfigSchema = z
     FEED_POLL_INTERVAL_MS: int(50, 600_000).default(1000),
     /** Where the feed reads new readings: "dedicated" = its own connection with a prepared statement (planned per call), "pool" = the query pool. Default dedicated. */
     FEED_CONNECTION: z.enum(['dedicated', 'pool']).default('dedicated'),
+    /** Longest /latest and /rows wait for the feed to read past the request (read-your-writes from memory); past it they read the table themselves, ms. Default 250. */
+    FEED_SYNC_WAIT_MS: int(1, 60_000).default(250),
     /** Rows per database read when replaying a backlog or a resume; one frame each. Default 5000. */
     FEED_PAGE_ROWS: int(10, 100_000).default(5000),
     /** LISTEN reconnect: first delay and cap of the jittered exponential backoff, ms. Defaults 250 and 10000. */
@@ -99,6 +101,10 @@ export const ConfigSchema = z
     WS_MESSAGE_BURST: int(1, 1_000_000).default(40),
     /** Unsent bytes a WebSocket client may fall behind before it is closed with 4408. Default 4194304 (4 MiB). */
     WS_MAX_BUFFER_BYTES: int(1024, 1 << 30).default(4 * 1024 * 1024),
+    /** Unsent bytes all of one partner's streams together may hold; beyond, its most-behind streams are closed with 4408. Default 67108864 (64 MiB). */
+    WS_MAX_PARTNER_BUFFER_BYTES: int(1024, 2 ** 40).default(64 * 1024 * 1024),
+    /** Unsent bytes all streams together may hold; beyond, the most-behind streams are closed with 4408. Default 1073741824 (1 GiB). */
+    WS_MAX_TOTAL_BUFFER_BYTES: int(1024, 2 ** 40).default(1024 * 1024 * 1024),
     /** Largest text frame a client may send, bytes (bigger: close 1009). Default 16384. */
     WS_MAX_PAYLOAD_BYTES: int(128, 1 << 24).default(16 * 1024),
     /** Ping interval; a client silent for two intervals is dropped, ms. Default 30000. */

@@ -14,8 +14,11 @@ export function streamRowKey(row: StreamRow): [xid: number, id: number] {
   return [Number(keyXid(row[0])), Number(keyId(row[0]))];
 }
 
-/** The change counter of sql/006, read in the same statement as the snapshot it belongs to. */
-const CHANGES = `(select seq::text from sluice_reading_changes)`;
+/**
+ * The change counters, read in the same statement as the snapshot they belong to: readings (sql/006) and grants
+ * (sql/008), as one text "<readings>/<grants>".
+ */
+const CHANGES = `((select seq::text from sluice_reading_changes) || '/' || (select seq::text from sluice_grant_changes))`;
 
 /**
  * "Rows not visible in snapshot S" = xid >= xmax(S) or xid in xip(S). Every such xid is >= lowestUnseen(S), so

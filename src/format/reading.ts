@@ -104,7 +104,7 @@ export function legacyT(pgText: string): string {
   const n = pgText.length;
   if (n === 19 && pgText.charCodeAt(4) === 45) return pgText + '.000000';
   if (n > 20 && n < 26 && pgText.charCodeAt(19) === 46 && pgText.charCodeAt(n - 1) !== 67) return pgText + '000000'.slice(0, 26 - n);
-  if (n === 26 && pgText.charCodeAt(4) === 45) return pgText;
+  if (n === 26 && pgText.charCodeAt(4) === 45 && pgText.charCodeAt(25) !== 67) return pgText; // not '… BC'
   const m = ODD_T.exec(pgText);
   if (!m) return pgText; // infinity, -infinity
   return `${m[1]}${((m[2] ?? '.') + '000000').slice(0, 7)}${m[3] ?? ''}`;
@@ -118,7 +118,7 @@ const ODD_T = /^(\d{4,}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d{1,6})?( BC)?$/;
  * comparison made "4713-01-01 00:00:00 BC" the newest reading of its SLU.
  */
 export function tSortKey(t: string): string {
-  if (t.length === 26 && t.charCodeAt(4) === 45) return '1' + t;
+  if (t.length === 26 && t.charCodeAt(4) === 45 && t.charCodeAt(25) !== 67) return '1' + t;
   if (t === 'infinity') return '2';
   if (t === '-infinity' || t === '') return '0'; // '' = a NULL t (legacy tables only): oldest, as before
   const dash = t.indexOf('-');

@@ -17,6 +17,8 @@ export interface Subscriber {
   onBatch(batch: Batch, cursorText: string): void;
   /** The feed advanced without data for this client. */
   onIdle(cursorText: string): void;
+  /** Readings were updated, deleted or truncated: whatever the subscriber holds back may be stale now. */
+  onTableChange?(): void;
 }
 
 /**
@@ -180,13 +182,34 @@ export class Hub {
   }
 
   /**
-   * Offers every subscriber the current cursor (idle ones send a progress frame when theirs is stale). Run on a
-   * timer, not per batch: a per-batch sweep costs O(subscribers) per database read, which at 10,000 mostly idle
-   * clients was most of the gateway's CPU.
+   * Readings changed other than by insert (the feed saw sql/006's counter move). Only slow members hold readings
+   * back (buffered during a replay), so only they are told.
    */
-  sweepIdle(): void {
-    for (const s of this.members.keys()) this.guard(() => s.onIdle(this.cursorText));
+  tableChanged(): void {
+    for (const s of [...this.slow]) this.guard(() => s.onTableChange?.());
   }
+
+  /**
+   * Offers subscribers the current cursor (idle ones send a progress frame when theirs is stale): `fraction` of
+   * the members per call, continuing where the last call stopped, so a timer calling it every T ms visits each
+   * member once per T / fraction ms. Spread out, not all at once: at 10,000 idle clients one sweep of everyone
+   * wrote 10,000 progress frames in one tick and stalled live delivery for ~80 ms (bench:stream's idle phase).
+   * Run on a timer, never per batch: per batch it would cost O(subscribers) per database read.
+   */
+  sweepIdle(fraction = 1): void {
+    let n = Math.ceil(this.members.size * Math.min(1, fraction));
+    while (n-- > 0) {
+      let next = this.sweepAt.next();
+      if (next.done) {
+        this.sweepAt = this.members.keys(); // a Map iterator is live: members added since are visited, removed ones skipped
+        next = this.sweepAt.next();
+        if (next.done) return;
+      }
+      const s = next.value;
+      this.guard(() => s.onIdle(this.cursorText));
+    }
+  }
+  private sweepAt: Iterator<Subscriber> = this.members.keys();
 
   private guard(fn: () => void): void {
     try {

@@ -63,6 +63,15 @@ export async function startGatewayProcess(
     if (i > 300 || child.exitCode !== null) throw new Error('gateway did not start');
     await new Promise((r) => setTimeout(r, 100));
   }
+  // With WORKERS > 1 the port accepts once the first worker listens: wait until the primary says all are ready.
+  if (Number(env.WORKERS ?? 1) > 1) {
+    for (let i = 0; ; i++) {
+      const ok = await fetch(`http://127.0.0.1:${opsPort}/readyz`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      if (i > 600 || child.exitCode !== null) throw new Error('gateway workers did not become ready');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   return {
     port,
     opsPort,

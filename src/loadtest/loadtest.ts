@@ -84,10 +84,16 @@ export interface LoadTestReport {
 const newHist = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
 const ms = (us: number) => Math.round(us) / 1000;
 
+/** A gateway's /readyz; with WORKERS > 1 its `process` is the workers' added up (event-loop delay: the worst). */
 async function readyz(opsPort: number): Promise<Record<string, unknown>> {
   try {
     const res = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
-    return (await res.json()) as Record<string, unknown>;
+    const body = (await res.json()) as Record<string, unknown> & { perWorker?: Array<{ process?: ProcStats }> };
+    if (!body.perWorker) return body;
+    const procs = body.perWorker.map((w) => w.process ?? {});
+    const sum = (k: keyof ProcStats) => procs.reduce((n, p) => n + (p[k] ?? 0), 0);
+    const process: ProcStats = { rssBytes: sum('rssBytes'), cpuUserMs: sum('cpuUserMs'), cpuSystemMs: sum('cpuSystemMs'), eventLoopDelayP99Ms: Math.max(0, ...procs.map((p) => p.eventLoopDelayP99Ms ?? 0)) };
+    return { ...body, process };
   } catch {
     return {};
   }

@@ -19,7 +19,7 @@ export interface RestDeps {
    * What lets /rows answer from a stored body without querying: the feed's per-SLU freshness and a
    * read-your-writes sync (a feed read started after the call, which sees inserts and the change counter).
    */
-  readonly fresh?: { readonly freshness: Freshness; sync(): Promise<void> };
+  readonly fresh?: { readonly freshness: Freshness; /** false when the feed did not catch up in time */ sync(): Promise<boolean> };
   /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
   readonly bodyCacheBytes?: number;
   /** Rows per /time page. */

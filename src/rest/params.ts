@@ -89,7 +89,9 @@ export function decodePageMark(s: string): PageMark | undefined {
   const m = MARK.exec(Buffer.from(s, 'base64url').toString('utf8'));
   if (!m) return undefined;
   const t = m[1] as string;
-  // Reject impossible dates here, so a forged mark is a 400 and never a database error.
+  // Reject impossible dates here, so a forged mark is a 400 and never a database error. Year 0 exists for Date,
+  // not for PostgreSQL (1 BC is followed by AD 1).
+  if (t.startsWith('0000')) return undefined;
   const d = new Date(t.slice(0, 19).replace(' ', 'T') + 'Z');
   if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 19) !== t.slice(0, 19).replace(' ', 'T')) return undefined;
   return { t, id: m[2] as string };

@@ -47,8 +47,11 @@ export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: Curso
   if (horizon > 0 && first.xmin <= horizon) {
     throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', 'cursor is older than the data this database still holds; start without since and reload history with /time');
   }
-  // xmax, not xmin: a long-open transaction lowers a fresh snapshot's xmin, never its xmax.
-  if ((start.edge !== null && first.xmax <= Number(start.edge)) || (start.oldest !== null && first.xmax <= Number(start.oldest))) {
+  // By xmin, the oldest transaction the replay would read (rows "not visible in S" include S's in-progress ones):
+  // a crafted "<old>:<now>:<old>" must not replay an old transaction. A paging cursor's q covers s, so its xmin
+  // is no lower. The price: a cursor taken while some transaction older than the window was still open is refused
+  // too (the replay would have had to read from that transaction on).
+  if ((start.edge !== null && first.xmin <= Number(start.edge)) || (start.oldest !== null && first.xmin <= Number(start.oldest))) {
     throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', `cursor is older than the replay window (${opts.windowS} s); start without since and reload history with /time`);
   }
   let since = first;

@@ -47,6 +47,8 @@ export interface FeedEvents {
    * that follows. Emitted before that batch, so state derived from the table can be dropped before new rows land.
    */
   change: [];
+  /** Grants changed (sql/008's counter moved) at or before the snapshot of the batch that follows. */
+  grants: [];
   /** A database read completed (seconds), whether or not it found anything. */
   read: [number];
   error: [Error];
@@ -123,6 +125,21 @@ export class Feed extends EventEmitter<FeedEvents> {
   }
 
   /**
+   * sync(), but at most `ms`: false when the feed did not get there in time (a large backlog, a hanging
+   * database); the caller then reads the table itself instead of waiting on the feed. Errors reject as in sync().
+   */
+  async syncWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const synced = this.sync().then(() => true);
+    synced.catch(() => undefined); // a failure after the timeout is nobody's to handle
+    try {
+      return await Promise.race([synced, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
    * Resolves once a read that started after this call has completed: read-your-writes for /latest and /rows.
    * While the database is failing, a caller does not wait out the retry back-off: the read is tried at once and
    * its failure rejects the caller, bounded by the pool's connect and query timeouts like any other request.
@@ -143,9 +160,15 @@ export class Feed extends EventEmitter<FeedEvents> {
         const waiting = this.waiters;
         this.waiters = [];
         try {
-          await this.readOnce();
+          if (await this.readOnce()) {
+            for (const w of waiting) w.resolve();
+          } else {
+            // That read only finished a backlog up to an older bound, without a snapshot (or change counter) taken
+            // after these callers arrived: it proves nothing to them. Another read follows at once.
+            this.waiters.unshift(...waiting);
+            this.dirty = true;
+          }
           this.retryMs = 0;
-          for (const w of waiting) w.resolve();
         } catch (err) {
           this.stats.errors++;
           const e = toSluiceError(err);
@@ -167,17 +190,24 @@ export class Feed extends EventEmitter<FeedEvents> {
     }
   }
 
-  private async readOnce(): Promise<void> {
+  /** One read; true when it took a fresh snapshot (and change counter), false when it only finished a backlog. */
+  private async readOnce(): Promise<boolean> {
     this.stats.polls++;
-    if (this.paging) return this.finishPaging(this.paging);
+    if (this.paging) {
+      await this.finishPaging(this.paging);
+      return false;
+    }
     const from = this.snapshot;
     const started = performance.now();
     const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true });
     this.emit('read', (performance.now() - started) / 1000);
     if (first.changes !== this.changes) {
+      const [readingsBefore, grantsBefore] = this.changes.split('/');
+      const [readingsNow, grantsNow] = first.changes.split('/');
       this.changes = first.changes;
       try {
-        this.emit('change');
+        if (readingsNow !== readingsBefore) this.emit('change');
+        if (grantsNow !== grantsBefore) this.emit('grants');
       } catch (err) {
         this.log.error({ err }, 'change consumer failed');
       }
@@ -185,7 +215,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     if (first.complete) {
       this.snap = first.snapshot;
       this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
-      return;
+      return true;
     }
     // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q. Progress is
     // kept in `paging`, so a read that fails halfway resumes after the last delivered page, not from the start.
@@ -193,6 +223,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     this.paging = state;
     this.deliver(first.rows, { kind: 'paging', s: from, q: state.q, xid: state.after[0], id: state.after[1] });
     await this.finishPaging(state);
+    return true;
   }
 
   private async finishPaging(state: { from: Snapshot; q: Snapshot; after: [number, number] }): Promise<void> {

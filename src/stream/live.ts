@@ -59,6 +59,7 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
   feed.on('change', () => {
     freshness.invalidate();
     latest.onChange('readings updated, deleted or truncated');
+    hub.tableChanged();
   });
   feed.on('batch', (batch) => {
     // The sockets first: the REST bookkeeping below is not what a subscriber waits for.
@@ -73,6 +74,11 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
     }
   });
   feed.on('read', (seconds) => observer?.read(seconds));
+  // While LISTEN is down its grant NOTIFYs are lost: the counter read by every feed read catches the change
+  // (within FEED_POLL_INTERVAL_MS). While it is up, the NOTIFY has already reloaded just that partner.
+  feed.on('grants', () => {
+    if (listener.state !== 'listening') grants.changed();
+  });
   feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
 
   listener.on('notify', () => {
@@ -89,7 +95,9 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
     listenedBefore = true;
   });
 
-  const idleSweep = setInterval(() => hub.sweepIdle(), Math.min(1000, Math.max(20, config.WS_PROGRESS_MS / 2)));
+  // Every member is visited once per WS_PROGRESS_MS / 2, a slice every 100 ms (at most every 20 ms for tiny intervals).
+  const sweepMs = Math.min(100, Math.max(20, config.WS_PROGRESS_MS / 20));
+  const idleSweep = setInterval(() => hub.sweepIdle(sweepMs / Math.max(sweepMs, config.WS_PROGRESS_MS / 2)), sweepMs);
   idleSweep.unref();
   const close = async () => {
     clearInterval(idleSweep);

@@ -73,6 +73,11 @@ export class TlsMaterial {
       }
     });
     if (caCerts.length === 0) throw new Error(`${files.ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----) (TLS_CA)`);
+    for (const c of caCerts) {
+      // OpenSSL refuses every partner certificate that chains to an expired (or not yet valid) CA.
+      if (c.notAfter < now) throw new Error(`the CA certificate "${c.subject}" in ${files.ca} expired at ${c.notAfter.toISOString()}; every partner handshake would fail (TLS_CA)`);
+      if (c.notBefore > now) throw new Error(`the CA certificate "${c.subject}" in ${files.ca} is not valid before ${c.notBefore.toISOString()}; partner handshakes would fail (TLS_CA)`);
+    }
     let server: X509Certificate;
     try {
       server = new X509Certificate(cert);
@@ -89,7 +94,14 @@ export class TlsMaterial {
       throw new Error(`the server key ${files.key} is not a PEM private key (TLS_KEY)`, { cause: err });
     }
     if (!server.checkPrivateKey(privateKey)) throw new Error(`the server key ${files.key} does not belong to the server certificate ${files.cert} (TLS_KEY, TLS_CERT)`);
+    // A server certificate limited to other purposes (extended key usage without serverAuth) is refused by every
+    // TLS client (INVALID_PURPOSE).
+    const eku = new x509.X509Certificate(cert.toString('utf8')).getExtension(x509.ExtendedKeyUsageExtension);
+    if (eku && !eku.usages.map(String).includes(x509.ExtendedKeyUsage.serverAuth)) {
+      throw new Error(`the server certificate ${files.cert} may not be used by a TLS server (its extended key usage lacks serverAuth); clients would refuse it (TLS_CERT)`);
+    }
     const revoked = new Set<string>();
+    const crlIssuers = new Set<string>();
     let crlNextUpdate: Date | undefined;
     let crl: Buffer | undefined;
     if (files.crl) {
@@ -106,9 +118,16 @@ export class TlsMaterial {
           throw new Error(`${files.crl} holds a CRL that cannot be parsed (TLS_CRL)`, { cause: err });
         }
         await checkCrl(parsed, caCerts, files, now);
+        crlIssuers.add(parsed.issuer);
         for (const e of parsed.entries) revoked.add(normalizeSerial(e.serialNumber));
         if (parsed.nextUpdate && (!crlNextUpdate || parsed.nextUpdate < crlNextUpdate)) crlNextUpdate = parsed.nextUpdate;
       }
+    }
+    if (files.crl) {
+      // With a CRL configured OpenSSL checks one for every certificate's issuer: a CA of TLS_CA without a CRL of its
+      // own would lock all its partners out (UNABLE_TO_GET_CRL).
+      const missing = caCerts.filter((c) => !crlIssuers.has(c.subject));
+      if (missing.length > 0) throw new Error(`${files.crl} has no CRL of the CA "${missing.map((c) => c.subject).join('", "')}" in ${files.ca}; its partners would all be refused (TLS_CRL, TLS_CA)`);
     }
     const denied = new Set<string>();
     if (files.denylist) {
@@ -150,6 +169,11 @@ async function checkCrl(crl: x509.X509Crl, caCerts: readonly x509.X509Certificat
   let verified = false;
   for (const caCert of caCerts) {
     if (caCert.subject !== crl.issuer) continue;
+    // OpenSSL takes a CRL only from an issuer whose key usage (when it has one) includes cRLSign.
+    const ku = caCert.getExtension(x509.KeyUsagesExtension);
+    if (ku && (ku.usages & x509.KeyUsageFlags.cRLSign) === 0) {
+      throw new Error(`${where}: its CA certificate in ${files.ca} may not sign CRLs (key usage without cRLSign); OpenSSL would refuse every handshake (TLS_CA, TLS_CRL)`);
+    }
     try {
       if (await crl.verify({ publicKey: caCert.publicKey })) verified = true;
     } catch {

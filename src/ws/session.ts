@@ -10,6 +10,7 @@ import { encodeCursor, type Cursor } from '../stream/cursor.ts';
 import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
 import { covers, visibleIn, type Snapshot } from '../stream/snapshot.ts';
 import { readingsFrame } from './protocol.ts';
+import type { BufferBudget } from './buffer-budget.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
 import { hasAnyAccess, mayRead, type Access } from '../access/grants.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -81,6 +82,8 @@ export class Session implements Subscriber {
   private budget: MessageBudget | undefined;
   private closed = false;
   alive = true;
+  /** When the heartbeat last pinged this client (its connect time until then). */
+  pingedAt = Date.now();
 
   constructor(
     readonly ws: WebSocket,
@@ -93,6 +96,7 @@ export class Session implements Subscriber {
     private readonly limits: SessionLimits,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    private readonly buffers?: BufferBudget,
   ) {
     this.wantsAll = sluIds === null;
     this.sluIds = sluIds === null ? allOf(access) : new Set(sluIds.filter((id) => mayRead(access, id)));
@@ -133,6 +137,11 @@ export class Session implements Subscriber {
     const sorted = [...ids].sort((x, y) => x - y);
     this.log.warn({ partner: this.partner.cn, slu_ids: sorted }, 'refused: SLU not granted');
     this.sendRaw(JSON.stringify({ type: 'error', code: 'SLUICE_ERR_SLU_FORBIDDEN', message: `partner "${this.partner.cn}" is not granted slu_id ${sorted.join(', ')}; not subscribed`, slu_ids: sorted }));
+  }
+
+  /** True once the session was closed by the gateway or its socket went away. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   get fast(): boolean {
@@ -276,6 +285,18 @@ export class Session implements Subscriber {
     }
   }
 
+  /**
+   * A change (UPDATE, DELETE, TRUNCATE) committed: live batches buffered during a replay may hold readings the
+   * table no longer has (or has under another SLU). They are dropped and the replay runs another round from where
+   * it ends, which reads the table as it is now. (Readings held behind a floor wait at most one feed read.)
+   */
+  onTableChange(): void {
+    if (this.mode !== 'catching-up') return;
+    this.buffered = [];
+    this.bufferedReadings = 0;
+    this.overflowed = true;
+  }
+
   onBatch(batch: Batch, cursorText: string): void {
     if (this.closed) return;
     if (this.mode === 'catching-up') {
@@ -320,7 +341,21 @@ export class Session implements Subscriber {
       this.close('SLUICE_ERR_SLOW_CONSUMER', `more than ${this.limits.maxBufferBytes} bytes unread; reconnect with since=<your last cursor>`);
       return;
     }
+    if (this.buffers && !this.buffers.onSend(this, text.length)) {
+      this.close('SLUICE_ERR_SLOW_CONSUMER', `partner "${this.partner.cn}"'s streams hold more than ${this.buffers.maxPartnerBytes} unread bytes; reconnect with since=<your last cursor>`);
+      return;
+    }
     this.ws.send(text);
+  }
+
+  // --- BufferBudget
+
+  bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  cutOff(reason: string): void {
+    this.close('SLUICE_ERR_SLOW_CONSUMER', reason);
   }
 
   // --- client messages

@@ -12,6 +12,7 @@ import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
 import { identityError, identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
+import { BufferBudget } from './buffer-budget.ts';
 import { Session, type ReplayDeps, type SessionLimits } from './session.ts';
 
 export interface StreamServerOptions extends SessionLimits {
@@ -19,6 +20,10 @@ export interface StreamServerOptions extends SessionLimits {
   readonly maxConnections: number;
   /** Stream connections one partner (CN) may hold; beyond, upgrades get 429 (SLUICE_ERR_PARTNER_CONNECTIONS). */
   readonly maxConnectionsPerPartner: number;
+  /** Unsent bytes all of one partner's streams together may hold; beyond, its most-behind streams are cut off (4408). */
+  readonly maxPartnerBufferBytes: number;
+  /** Unsent bytes all streams together may hold; beyond, the most-behind streams are cut off (4408). */
+  readonly maxTotalBufferBytes: number;
   /** Path of the endpoint, e.g. /cityxchange/stream. */
   readonly path: string;
   /** Ping interval; a client that has not answered the previous ping is dropped, ms. */
@@ -60,8 +65,25 @@ export function createStreamServer(deps: {
     else perPartner.set(cn, n);
   };
 
+  // Nothing a client sends may throw out of the upgrade handler: it runs outside any request context, so an
+  // exception there would be uncaught and end the process (an absolute-form URL like //a:99999/ did).
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'https://x');
+    try {
+      upgrade(req, socket, head);
+    } catch (err) {
+      log.error({ err, url: String(req.url).slice(0, 200) }, 'upgrade failed');
+      refuse(socket, new SluiceError('SLUICE_ERR_INTERNAL'), {}, deps.metrics);
+    }
+  };
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    let url: URL;
+    try {
+      // Only the origin-form path is ours to read: an absolute-form or malformed target is refused, not parsed.
+      if (!(req.url ?? '').startsWith('/') || (req.url ?? '').startsWith('//')) throw new Error('not an origin-form path');
+      url = new URL(req.url ?? '/', 'https://x');
+    } catch {
+      return refuse(socket, new SluiceError('SLUICE_ERR_PARAM', `the request target must be a path, e.g. ${opts.path}`, { parameter: 'path' }), {}, deps.metrics);
+    }
     if (url.pathname !== opts.path && url.pathname !== opts.path + '/') {
       return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`), {}, deps.metrics);
     }
@@ -106,11 +128,16 @@ export function createStreamServer(deps: {
 
   const accept = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, partner: PartnerIdentity, access: Access) => {
     if (socket.destroyed) return release(partner.cn);
+    // ws refuses a bad handshake (Sec-WebSocket-Key, version, a socket already gone) itself and never calls back:
+    // the slot counted above is then freed when the socket closes, or it would leak until a restart.
+    let upgraded = false;
+    socket.once('close', () => upgraded || release(partner.cn));
     wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
       const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
       const sinceText = url.searchParams.get('since');
       const since = sinceText === null ? undefined : decodeCursor(sinceText);
-      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, replay, cache, opts, log, deps.metrics);
+      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, replay, cache, opts, log, deps.metrics, budget);
       sessions.set(ws, session);
       const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
       // A change between the lookup above and watch(): the cached promise is already the new access then.
@@ -135,18 +162,43 @@ export function createStreamServer(deps: {
   };
   deps.server.on('upgrade', onUpgrade);
 
+  // Each session is pinged once per heartbeatMs, a slice of them every tick rather than all at once: 10,000
+  // pings written in one tick hold up live delivery for tens of milliseconds.
+  const heartbeatTicks = Math.max(1, Math.min(10, Math.floor(opts.heartbeatMs / 100)));
+  let pingAt = sessions.entries();
   const heartbeat = setInterval(() => {
-    for (const [ws, s] of sessions) {
+    for (let n = Math.ceil(sessions.size / heartbeatTicks); n > 0; n--) {
+      let next = pingAt.next();
+      if (next.done) {
+        pingAt = sessions.entries(); // a Map iterator is live: sessions added since are visited, removed ones skipped
+        next = pingAt.next();
+        if (next.done) break;
+      }
+      const [ws, s] = next.value;
+      const now = Date.now();
+      if (now - s.pingedAt < opts.heartbeatMs) continue; // small sets are visited every tick; each acts once per interval
       if (!s.alive) {
         log.info({ partner: s.partner.cn }, 'stream peer did not answer ping; dropping');
         ws.terminate();
         continue;
       }
       s.alive = false;
+      s.pingedAt = now;
       ws.ping();
     }
-  }, opts.heartbeatMs);
+  }, opts.heartbeatMs / heartbeatTicks);
   heartbeat.unref();
+
+  // WS_MAX_BUFFER_BYTES bounds one stream; the budget bounds them together, per partner and in all (see
+  // BufferBudget). A stream over its own bound with nothing sent since is cut off here too, not at its next frame.
+  const budget = new BufferBudget(opts.maxPartnerBufferBytes, opts.maxTotalBufferBytes);
+  const budgets = setInterval(() => {
+    for (const s of sessions.values()) {
+      if (!s.isClosed && s.bufferedBytes() > opts.maxBufferBytes) s.cutOff(`more than ${opts.maxBufferBytes} bytes unread; reconnect with since=<your last cursor>`);
+    }
+    budget.sweep(sessions.values());
+  }, 250);
+  budgets.unref();
 
   return {
     get clients(): number {
@@ -156,6 +208,7 @@ export function createStreamServer(deps: {
     /** Closes every client with 1012 (reconnect elsewhere with your cursor) and stops accepting. */
     async close(): Promise<void> {
       clearInterval(heartbeat);
+      clearInterval(budgets);
       deps.server.off('upgrade', onUpgrade);
       for (const s of sessions.values()) s.close('SLUICE_ERR_GOING_AWAY', 'gateway restarting; reconnect with since=<your last cursor>');
       await new Promise<void>((resolve) => {

@@ -68,9 +68,12 @@ describe('timestamps outside years 1000-9999', () => {
     expect(legacyT('10000-01-01 00:00:00')).toBe('10000-01-01 00:00:00.000000');
     expect(legacyT('0999-12-31 23:59:59.999999')).toBe('0999-12-31 23:59:59.999999');
     expect(legacyT('infinity')).toBe('infinity');
+    // 26 characters like an ordinary timestamp, but BC: padded, and ordered before AD 10 (the attack's case).
+    expect(legacyT('0044-03-15 00:00:00.123 BC')).toBe('0044-03-15 00:00:00.123000 BC');
+    expect(tSortKey('0044-03-15 00:00:00.123000 BC') < tSortKey('0010-01-01 00:00:00.000000')).toBe(true);
     // Oldest to newest, as PostgreSQL orders them.
     const times = [
-      '-infinity', '4713-01-01 00:00:00.000000 BC', '4713-06-01 00:00:00.000000 BC', '0002-12-31 23:59:59.999999 BC',
+      '-infinity', '4713-01-01 00:00:00.000000 BC', '4713-06-01 00:00:00.000000 BC', '0044-03-15 00:00:00.123000 BC', '0002-12-31 23:59:59.999999 BC',
       '0001-01-01 00:00:00.000000 BC', '0001-01-01 00:00:00.000000', '0999-12-31 23:59:59.999999', '2023-01-27 17:00:06.461941',
       '9999-12-31 23:59:59.999999', '10000-01-01 00:00:00.000000', '100000-01-01 00:00:00.000000', 'infinity',
     ];

@@ -60,3 +60,10 @@ describe('query parameters', () => {
     expect(decodePageMark('x'.repeat(200))).toBeUndefined();
   });
 });
+
+describe('page marks PostgreSQL would refuse', () => {
+  it('year 0 (valid for Date, not for PostgreSQL) is not a page mark: a 400, never a 500', () => {
+    expect(decodePageMark(encodePageMark('0000-01-01 00:00:00.000000', '1'))).toBeUndefined();
+    expect(decodePageMark(encodePageMark('0001-01-01 00:00:00.000000', '1'))).toEqual({ t: '0001-01-01 00:00:00.000000', id: '1' });
+  });
+});

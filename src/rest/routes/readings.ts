@@ -34,10 +34,8 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
       // (inserts as rows, UPDATE/DELETE/TRUNCATE as the change counter read in the same snapshot), no batch since
       // the body's mark touched this SLU and nothing changed: no query at all.
       const hit = bodies.peek(key);
-      if (hit?.mark) {
-        await fresh.sync();
-        if (fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
-      }
+      // A feed busy with a backlog does not hold the request up: past the wait, the keys query below decides.
+      if (hit?.mark && (await fresh.sync()) && fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
     }
     const mark = fresh?.freshness.mark(); // before the query: the body will hold everything the feed had by now
     const ids = await newestIds(deps.pool, sluId, cnt);
