@@ -12,7 +12,8 @@ import type { Hub } from '../hub/hub.ts';
 import { decodeCursor } from '../stream/cursor.ts';
 import { identityError, identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
-import { BufferBudget } from './buffer-budget.ts';
+import type { BufferBudget } from './buffer-budget.ts';
+import { startSessionTimers } from './session-timers.ts';
 import { Session, type ReplayDeps, type SessionLimits } from './session.ts';
 
 export interface StreamServerOptions extends SessionLimits {
@@ -30,13 +31,8 @@ export interface StreamServerOptions extends SessionLimits {
   readonly heartbeatMs: number;
 }
 
-/**
- * The WebSocket endpoint on the HTTPS server's port. Authentication happens at the upgrade, before any
- * WebSocket exists: no verified client certificate, plain 401 (ws's noServer pattern). Query problems are
- * reported after the upgrade, as an error frame and a close code, because browsers cannot read HTTP bodies of
- * failed upgrades.
- */
-export function createStreamServer(deps: {
+/** What the stream server needs from the gateway. */
+export interface StreamServerDeps {
   server: import('node:https').Server;
   hub: Hub;
   /** Resumes (since=): their connections, slots and window. */
@@ -48,22 +44,24 @@ export function createStreamServer(deps: {
   metrics?: Metrics;
   log: Logger;
   opts: StreamServerOptions;
-}) {
-  const { hub, replay, cache, grants, log, opts } = deps;
+}
+
+/**
+ * The WebSocket endpoint on the HTTPS server's port. Authentication happens at the upgrade, before any
+ * WebSocket exists: no verified client certificate, plain 401 (ws's noServer pattern). Query problems are
+ * reported after the upgrade, as an error frame and a close code, because browsers cannot read HTTP bodies of
+ * failed upgrades.
+ */
+export function createStreamServer(deps: StreamServerDeps) {
+  const { grants, log, opts } = deps;
   // Two tiers: frames up to 4x the limit (or 64 KiB) are read and refused by the session with a reasoned 1009;
   // beyond that ws stops reading at once (1009 without a reason), so no client can make us buffer more.
   const hardMaxPayload = Math.max(4 * opts.maxPayloadBytes, 64 * 1024);
   const wss = new WebSocketServer({ noServer: true, maxPayload: hardMaxPayload, perMessageDeflate: false, clientTracking: true });
   const sessions = new Map<WebSocket, Session>();
   // Connections per partner CN, counted from the start of the upgrade (so a burst cannot overshoot the cap).
-  const perPartner = new Map<string, number>();
-  let total = 0;
-  const release = (cn: string) => {
-    total--;
-    const n = (perPartner.get(cn) ?? 1) - 1;
-    if (n <= 0) perPartner.delete(cn);
-    else perPartner.set(cn, n);
-  };
+  const slots = new ConnectionSlots(opts.maxConnections, opts.maxConnectionsPerPartner);
+  const release = (cn: string) => slots.release(cn);
 
   // Nothing a client sends may throw out of the upgrade handler: it runs outside any request context, so an
   // exception there would be uncaught and end the process (an absolute-form URL like //a:99999/ did).
@@ -76,38 +74,18 @@ export function createStreamServer(deps: {
     }
   };
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    let url: URL;
-    try {
-      // Only the origin-form path is ours to read: an absolute-form or malformed target is refused, not parsed.
-      if (!(req.url ?? '').startsWith('/') || (req.url ?? '').startsWith('//')) throw new Error('not an origin-form path');
-      url = new URL(req.url ?? '/', 'https://x');
-    } catch {
-      return refuse(socket, new SluiceError('SLUICE_ERR_PARAM', `the request target must be a path, e.g. ${opts.path}`, { parameter: 'path' }), {}, deps.metrics);
+    const checked = checkUpgrade(req, opts.path, deps.isRevoked, log);
+    if ('error' in checked) return refuse(socket, checked.error, {}, deps.metrics);
+    const { url, partner } = checked;
+    const full = slots.take(partner.cn);
+    if (full === 'SLUICE_ERR_SERVER_FULL') {
+      log.warn({ partner: partner.cn, total: slots.total }, 'refused: gateway at its stream connection cap');
+      return refuse(socket, new SluiceError(full, `this gateway holds its maximum of ${opts.maxConnections} stream connections; retry later or another gateway`), { 'Retry-After': '5' }, deps.metrics);
     }
-    if (url.pathname !== opts.path && url.pathname !== opts.path + '/') {
-      return refuse(socket, new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${opts.path}`), {}, deps.metrics);
+    if (full === 'SLUICE_ERR_PARTNER_CONNECTIONS') {
+      log.warn({ partner: partner.cn, connections: opts.maxConnectionsPerPartner }, 'refused: partner at its stream connection cap');
+      return refuse(socket, new SluiceError(full, `partner "${partner.cn}" already has ${opts.maxConnectionsPerPartner} stream connections (the maximum); close one first`), { 'Retry-After': '5' }, deps.metrics);
     }
-    const check = identityOf(req.socket as TLSSocket);
-    if (!check.ok) {
-      if (check.code === 'SLUICE_ERR_CERT_IDENTITY') log.warn({ fingerprint: check.fingerprint256, reason: check.reason }, 'refused: certificate cannot identify a partner');
-      return refuse(socket, identityError(check), {}, deps.metrics);
-    }
-    const partner = check.identity;
-    if (deps.isRevoked?.(partner)) {
-      log.warn({ partner: partner.cn, serial: partner.serial }, 'refused: certificate revoked');
-      return refuse(socket, new SluiceError('SLUICE_ERR_CERT_REVOKED'), {}, deps.metrics);
-    }
-    if (total >= opts.maxConnections) {
-      log.warn({ partner: partner.cn, total }, 'refused: gateway at its stream connection cap');
-      return refuse(socket, new SluiceError('SLUICE_ERR_SERVER_FULL', `this gateway holds its maximum of ${opts.maxConnections} stream connections; retry later or another gateway`), { 'Retry-After': '5' }, deps.metrics);
-    }
-    const mine = perPartner.get(partner.cn) ?? 0;
-    if (mine >= opts.maxConnectionsPerPartner) {
-      log.warn({ partner: partner.cn, connections: mine }, 'refused: partner at its stream connection cap');
-      return refuse(socket, new SluiceError('SLUICE_ERR_PARTNER_CONNECTIONS', `partner "${partner.cn}" already has ${mine} stream connections (the maximum); close one first`), { 'Retry-After': '5' }, deps.metrics);
-    }
-    total++;
-    perPartner.set(partner.cn, mine + 1);
     grants.accessOf(partner).then(
       (access) => {
         if (!hasAnyAccess(access)) {
@@ -134,71 +112,12 @@ export function createStreamServer(deps: {
     socket.once('close', () => upgraded || release(partner.cn));
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
-      const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
-      const sinceText = url.searchParams.get('since');
-      const since = sinceText === null ? undefined : decodeCursor(sinceText);
-      const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, hub, replay, cache, opts, log, deps.metrics, budget);
-      sessions.set(ws, session);
-      const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
-      // A change between the lookup above and watch(): the cached promise is already the new access then.
-      void grants.accessOf(partner).then((a) => a !== access && session.applyAccess(a), () => undefined);
-      ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
-      ws.on('pong', () => (session.alive = true));
-      ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
-      ws.on('close', () => {
-        unwatch();
-        session.dispose(); // aborts a running replay: its query is cancelled
-        sessions.delete(ws);
-        // A replay counts against the partner's connection cap until it has really stopped, not just its socket.
-        void session.replayDone.then(() => release(partner.cn));
-      });
-      log.info({ partner: partner.cn, slu_ids: slus.ok ? (slus.ids ?? 'all') : undefined, resume: since !== undefined }, 'stream connected');
-      if (!slus.ok) return session.fail(paramError(slus.message));
-      if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
-      if (sinceText !== null && !since) return session.fail(cursorError());
-      if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
-      void session.start(since);
+      openSession({ ...deps, budget: timers.budget, sessions, release }, ws, url, partner, access);
     });
   };
   deps.server.on('upgrade', onUpgrade);
 
-  // Each session is pinged once per heartbeatMs, a slice of them every tick rather than all at once: 10,000
-  // pings written in one tick hold up live delivery for tens of milliseconds.
-  const heartbeatTicks = Math.max(1, Math.min(10, Math.floor(opts.heartbeatMs / 100)));
-  let pingAt = sessions.entries();
-  const heartbeat = setInterval(() => {
-    for (let n = Math.ceil(sessions.size / heartbeatTicks); n > 0; n--) {
-      let next = pingAt.next();
-      if (next.done) {
-        pingAt = sessions.entries(); // a Map iterator is live: sessions added since are visited, removed ones skipped
-        next = pingAt.next();
-        if (next.done) break;
-      }
-      const [ws, s] = next.value;
-      const now = Date.now();
-      if (now - s.pingedAt < opts.heartbeatMs) continue; // small sets are visited every tick; each acts once per interval
-      if (!s.alive) {
-        log.info({ partner: s.partner.cn }, 'stream peer did not answer ping; dropping');
-        ws.terminate();
-        continue;
-      }
-      s.alive = false;
-      s.pingedAt = now;
-      ws.ping();
-    }
-  }, opts.heartbeatMs / heartbeatTicks);
-  heartbeat.unref();
-
-  // WS_MAX_BUFFER_BYTES bounds one stream; the budget bounds them together, per partner and in all (see
-  // BufferBudget). A stream over its own bound with nothing sent since is cut off here too, not at its next frame.
-  const budget = new BufferBudget(opts.maxPartnerBufferBytes, opts.maxTotalBufferBytes);
-  const budgets = setInterval(() => {
-    for (const s of sessions.values()) {
-      if (!s.isClosed && s.bufferedBytes() > opts.maxBufferBytes) s.cutOff(`more than ${opts.maxBufferBytes} bytes unread; reconnect with since=<your last cursor>`);
-    }
-    budget.sweep(sessions.values());
-  }, 250);
-  budgets.unref();
+  const timers = startSessionTimers(sessions, opts, log);
 
   return {
     get clients(): number {
@@ -207,8 +126,7 @@ export function createStreamServer(deps: {
     sessions: () => sessions.values(),
     /** Closes every client with 1012 (reconnect elsewhere with your cursor) and stops accepting. */
     async close(): Promise<void> {
-      clearInterval(heartbeat);
-      clearInterval(budgets);
+      timers.close();
       deps.server.off('upgrade', onUpgrade);
       for (const s of sessions.values()) s.close('SLUICE_ERR_GOING_AWAY', 'gateway restarting; reconnect with since=<your last cursor>');
       await new Promise<void>((resolve) => {
@@ -242,3 +160,96 @@ function refuse(socket: Duplex, err: SluiceError, headers: Record<string, string
 }
 
 export type StreamServer = ReturnType<typeof createStreamServer>;
+
+/**
+ * What an upgrade must pass before any WebSocket exists: an origin-form path to the endpoint (an absolute-form or
+ * malformed target is refused, not parsed), a certificate that identifies a partner, and not revoked.
+ */
+function checkUpgrade(
+  req: IncomingMessage,
+  path: string,
+  isRevoked: ((p: PartnerIdentity) => boolean) | undefined,
+  log: Logger,
+): { url: URL; partner: PartnerIdentity } | { error: SluiceError } {
+  const target = req.url ?? '';
+  let url: URL;
+  try {
+    if (!target.startsWith('/') || target.startsWith('//')) throw new Error('not an origin-form path');
+    url = new URL(target, 'https://x');
+  } catch {
+    return { error: new SluiceError('SLUICE_ERR_PARAM', `the request target must be a path, e.g. ${path}`, { parameter: 'path' }) };
+  }
+  if (url.pathname !== path && url.pathname !== path + '/') return { error: new SluiceError('SLUICE_ERR_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}; use ${path}`) };
+  const check = identityOf(req.socket as TLSSocket);
+  if (!check.ok) {
+    if (check.code === 'SLUICE_ERR_CERT_IDENTITY') log.warn({ fingerprint: check.fingerprint256, reason: check.reason }, 'refused: certificate cannot identify a partner');
+    return { error: identityError(check) };
+  }
+  if (isRevoked?.(check.identity)) {
+    log.warn({ partner: check.identity.cn, serial: check.identity.serial }, 'refused: certificate revoked');
+    return { error: new SluiceError('SLUICE_ERR_CERT_REVOKED') };
+  }
+  return { url, partner: check.identity };
+}
+
+/** Stream connections in all and per partner (CN), counted from the start of an upgrade to its socket's end. */
+class ConnectionSlots {
+  total = 0;
+  private readonly perPartner = new Map<string, number>();
+
+  constructor(
+    private readonly max: number,
+    private readonly maxPerPartner: number,
+  ) {}
+
+  take(cn: string): 'ok' | 'SLUICE_ERR_SERVER_FULL' | 'SLUICE_ERR_PARTNER_CONNECTIONS' {
+    if (this.total >= this.max) return 'SLUICE_ERR_SERVER_FULL';
+    const mine = this.perPartner.get(cn) ?? 0;
+    if (mine >= this.maxPerPartner) return 'SLUICE_ERR_PARTNER_CONNECTIONS';
+    this.total++;
+    this.perPartner.set(cn, mine + 1);
+    return 'ok';
+  }
+
+  release(cn: string): void {
+    this.total--;
+    const n = (this.perPartner.get(cn) ?? 1) - 1;
+    if (n <= 0) this.perPartner.delete(cn);
+    else this.perPartner.set(cn, n);
+  }
+}
+
+/** A WebSocket that passed the upgrade: its session, grant watch, message and close handlers, and its start. */
+function openSession(
+  ctx: StreamServerDeps & { budget: BufferBudget; sessions: Map<WebSocket, Session>; release(cn: string): void },
+  ws: WebSocket,
+  url: URL,
+  partner: PartnerIdentity,
+  access: Access,
+): void {
+  const { grants, log, opts, sessions, release } = ctx;
+  const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
+  const sinceText = url.searchParams.get('since');
+  const since = sinceText === null ? undefined : decodeCursor(sinceText);
+  const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, ctx.hub, ctx.replay, ctx.cache, ctx.opts, ctx.log, ctx.metrics, ctx.budget);
+  sessions.set(ws, session);
+  const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
+  // A change between the lookup above and watch(): the cached promise is already the new access then.
+  void grants.accessOf(partner).then((a) => a !== access && session.applyAccess(a), () => undefined);
+  ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
+  ws.on('pong', () => (session.alive = true));
+  ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
+  ws.on('close', () => {
+    unwatch();
+    session.dispose(); // aborts a running replay: its query is cancelled
+    sessions.delete(ws);
+    // A replay counts against the partner's connection cap until it has really stopped, not just its socket.
+    void session.replayDone.then(() => release(partner.cn));
+  });
+  log.info({ partner: partner.cn, slu_ids: slus.ok ? (slus.ids ?? 'all') : undefined, resume: since !== undefined }, 'stream connected');
+  if (!slus.ok) return session.fail(paramError(slus.message));
+  if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
+  if (sinceText !== null && !since) return session.fail(cursorError());
+  if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
+  void session.start(since);
+}
