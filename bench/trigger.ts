@@ -18,7 +18,7 @@ const variants: Array<{ name: string; ddl: string }> = [
   {
     name: 'wake-up + xid guard (sluice, sql/009)',
     ddl: `create trigger t after insert on bt for each statement execute function sluice_notify_reading();
-          create trigger g before insert on bt for each row when (new.xid is distinct from pg_current_xact_id()) execute function sluice_reading_own_xid()`,
+          create trigger g before insert on bt for each row when (new.xid is distinct from pg_current_xact_id()) execute function sluice_reading_new_version()`,
   },
   {
     name: 'per-row, JSON payload',
