@@ -1,4 +1,5 @@
 // Regression test from the outside review of issue 11 (an attacker's reproduction, kept so the finding stays fixed).
+// Plain SQL that PostgreSQL 15 understands too (no RETURNING OLD, which is 18's).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grant } from '../../../src/access/grant-store.ts';
 import type { Gateway } from '../../../src/gateway.ts';
@@ -67,7 +68,7 @@ describe('chaos', () => {
           const nv = nextV();
           const to = Math.random() < 0.5 ? slu : 1 + Math.floor(Math.random() * 4);
           sluOf.set(nv, to);
-          const r = await db.pool.query<{ v: number }>(`update slu_reading set v1 = $1, slu_id = $2 where id = (select id from slu_reading where slu_id = $3 order by t desc, id desc limit 1) returning old.v1 as v`, [nv, to, slu]);
+          const r = await db.pool.query<{ v: number }>(`with target as (select id, v1 from slu_reading where slu_id = $3 order by t desc, id desc limit 1 for update) update slu_reading r set v1 = $1, slu_id = $2 from target where r.id = target.id returning target.v1 as v`, [nv, to, slu]);
           die(r.rows.map((x) => x.v));
         } else if (op < 0.55) {
           const r = await db.pool.query<{ v: number }>(`delete from slu_reading where id in (select id from slu_reading where slu_id = $1 order by t desc, id desc limit 2) returning v1 as v`, [slu]);
@@ -93,7 +94,7 @@ describe('chaos', () => {
             await c.query('begin');
             const nv = nextV();
             sluOf.set(nv, slu);
-            const r = await c.query<{ v: number }>(`update slu_reading set v1 = $1 where id = (select id from slu_reading where slu_id = $2 order by id limit 1) returning old.v1 as v`, [nv, slu]);
+            const r = await c.query<{ v: number }>(`with target as (select id, v1 from slu_reading where slu_id = $2 order by id limit 1 for update) update slu_reading r set v1 = $1 from target where r.id = target.id returning target.v1 as v`, [nv, slu]);
             await new Promise((res) => setTimeout(res, 300));
             await c.query('commit');
             die(r.rows.map((x) => x.v));
