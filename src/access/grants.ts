@@ -66,7 +66,7 @@ interface Entry {
  */
 export class Grants {
   private readonly byKey = new Map<string, Entry>();
-  private readonly watchers = new Map<string, Set<(a: Access) => void>>();
+  private readonly watchers = new Map<string, Set<(a: Access | null) => void>>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -103,8 +103,11 @@ export class Grants {
     return this.watchers.size;
   }
 
-  /** Calls `fn` with the partner's new access after each change of its grants. Returns the unwatch function. */
-  watch(p: PartnerIdentity, fn: (a: Access) => void): () => void {
+  /**
+   * Calls `fn` with the partner's new access after each change of its grants, or with null when they changed and
+   * could not be read (the holder must stop using its old access). Returns the unwatch function.
+   */
+  watch(p: PartnerIdentity, fn: (a: Access | null) => void): () => void {
     const key = Grants.key(p);
     let set = this.watchers.get(key);
     if (!set) this.watchers.set(key, (set = new Set()));
@@ -134,9 +137,13 @@ export class Grants {
           for (const fn of this.watchers.get(key) ?? []) fn(access);
         },
         (err: Error) => {
-          if (this.byKey.get(key) === entry) this.byKey.delete(key);
-          // Watchers keep their old access until the next change or reconnect (which reloads everything).
-          this.log.warn({ partner: cn, err: err.message }, 'could not reload grants');
+          if (this.byKey.get(key) !== entry) return; // a newer change is already loading
+          this.byKey.delete(key);
+          // Fail closed: the grants changed and what they are now is unknown (a revoke must not keep streaming).
+          // Watchers are told `null`: streams close with 1013 and resume with their cursor once grants can be
+          // read again (the upgrade reads them afresh); REST reloads on its next request.
+          this.log.warn({ partner: cn, err: err.message }, 'could not reload grants after a change; closing the partner\'s streams');
+          for (const fn of this.watchers.get(key) ?? []) fn(null);
         },
       );
     }

@@ -14,6 +14,27 @@ export interface HealthReply {
   readonly health: Health;
 }
 
+/** Primary -> worker: your metrics, as prom-client's getMetricsAsJSON(). */
+export interface MetricsRequest {
+  readonly type: 'sluice:metrics?';
+  readonly id: number;
+}
+
+/** Worker -> primary: its metrics. */
+export interface MetricsReply {
+  readonly type: 'sluice:metrics';
+  readonly id: number;
+  readonly metrics: unknown[];
+}
+
+export function isMetricsRequest(m: unknown): m is MetricsRequest {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'sluice:metrics?';
+}
+
+export function isMetricsReply(m: unknown): m is MetricsReply {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'sluice:metrics';
+}
+
 export function isHealthRequest(m: unknown): m is HealthRequest {
   return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'sluice:health?';
 }

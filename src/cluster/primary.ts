@@ -9,7 +9,7 @@ import type { Logger } from '../log.ts';
 import { startGatewayOps } from '../ops/gateway-ops.ts';
 import type { Health } from '../ops/ops-server.ts';
 import { ensureDevCertificates } from '../tls/tls-setup.ts';
-import { isHealthReply, type HealthReply, type HealthRequest } from './messages.ts';
+import { isHealthReply, isMetricsReply, type HealthReply, type MetricsReply } from './messages.ts';
 
 /** What the primary tells the process owner once every worker listens. */
 export interface Primary {
@@ -67,8 +67,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   });
   for (let i = 0; i < config.WORKERS; i++) fork();
 
-  const aggregator = new client.AggregatorRegistry();
-  const ops = config.OPS_ENABLED ? await startGatewayOps(config, () => clusterHealth(config.WORKERS), { text: () => aggregator.clusterMetrics(), contentType: aggregator.contentType }) : undefined;
+  const ops = config.OPS_ENABLED
+    ? await startGatewayOps(config, () => clusterHealth(config.WORKERS), { text: clusterMetrics, contentType: client.register.contentType })
+    : undefined;
 
   onSignals(log, config.SHUTDOWN_TIMEOUT_MS, {
     async close() {
@@ -90,14 +91,13 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
 
 let nextRequest = 0;
 
-/** Asks every worker for its /readyz report (1 s at most); ready only when all WORKERS answered ready. */
-async function clusterHealth(expected: number): Promise<Health> {
-  const id = nextRequest++;
+/** Sends `request` to every connected worker and collects the replies that come within `ms`. */
+function askWorkers<T>(request: { type: string; id: number }, isReply: (m: unknown) => m is T & { id: number }, ms: number): Promise<T[]> {
   const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
-  const replies = await new Promise<HealthReply[]>((resolve) => {
-    const got: HealthReply[] = [];
+  return new Promise<T[]>((resolve) => {
+    const got: T[] = [];
     const onMessage = (_w: Worker, m: unknown) => {
-      if (!isHealthReply(m) || m.id !== id) return;
+      if (!isReply(m) || m.id !== request.id) return;
       got.push(m);
       if (got.length === workers.length) finish();
     };
@@ -106,17 +106,35 @@ async function clusterHealth(expected: number): Promise<Health> {
       cluster.off('message', onMessage);
       resolve(got);
     };
-    const timer = setTimeout(finish, 1000);
+    const timer = setTimeout(finish, ms);
     cluster.on('message', onMessage);
-    const req: HealthRequest = { type: 'sluice:health?', id };
-    for (const w of workers) w.send(req);
+    for (const w of workers) w.send(request);
     if (workers.length === 0) finish();
   });
+}
+
+/**
+ * The workers' metrics added up (prom-client's aggregate(): counters and histograms summed, gauges by their
+ * aggregator). A worker that is starting answers with nothing and one that does not answer within a second is
+ * left out: a restart makes the figures partial for a moment, never the scrape fail.
+ */
+async function clusterMetrics(): Promise<string> {
+  const replies = await askWorkers<MetricsReply>({ type: 'sluice:metrics?', id: nextRequest++ }, isMetricsReply, 1000);
+  const parts = replies.map((r) => r.metrics).filter((m) => m.length > 0) as Parameters<typeof client.AggregatorRegistry.aggregate>[0];
+  return client.AggregatorRegistry.aggregate(parts).metrics();
+}
+
+/** Asks every worker for its /readyz report (1 s at most); ready only when all WORKERS answered ready. */
+async function clusterHealth(expected: number): Promise<Health> {
+  const replies = await askWorkers<HealthReply>({ type: 'sluice:health?', id: nextRequest++ }, isHealthReply, 1000);
   const ready = replies.length === expected && replies.every((r) => r.health.ready);
   const sum = (k: string) => replies.reduce((n, r) => n + (Number(r.health[k]) || 0), 0);
+  const degraded = replies.find((r) => r.health.tls === 'degraded');
   return {
     ready,
     workers: { expected, answering: replies.length, ready: replies.filter((r) => r.health.ready).length },
+    tls: degraded ? 'degraded' : 'ok',
+    ...(degraded ? { tlsReason: degraded.health.tlsReason } : {}),
     streamClients: sum('streamClients'),
     replays: sum('replays'),
     pendingHandshakes: sum('pendingHandshakes'),

@@ -33,7 +33,9 @@ export class ReplaySlots {
   /** Takes a slot (waiting for one), or says which limit refused it. Call `release` exactly once for every 'ok'. */
   acquire(partner: string, signal: AbortSignal): Promise<'ok' | Refusal | 'aborted'> {
     if (signal.aborted) return Promise.resolve('aborted');
-    if (this.queue.length === 0 && this.fits(partner)) return Promise.resolve(this.take(partner));
+    // Waiters are served as soon as they fit (release), so any still queued are held by their own partner's limit:
+    // they must not hold up a resume that fits now.
+    if (this.fits(partner)) return Promise.resolve(this.take(partner));
     return new Promise((resolve) => {
       const timer = setTimeout(() => settle(this.blockedBy(partner)), this.waitMs);
       const onAbort = () => settle('aborted');

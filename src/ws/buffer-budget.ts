@@ -36,12 +36,10 @@ export class BufferBudget {
   /** Measures every stream, cuts off the furthest behind while over budget, and resets the estimates. */
   sweep(streams: Iterable<Buffered>): void {
     const byPartner = new Map<string, Array<[Buffered, number]>>();
-    const all: Array<[Buffered, number]> = [];
     for (const s of streams) {
       const b = s.bufferedBytes();
       if (b === 0 || s.isClosed) continue;
       const e: [Buffered, number] = [s, b];
-      all.push(e);
       const list = byPartner.get(s.partner.cn);
       if (list) list.push(e);
       else byPartner.set(s.partner.cn, [e]);
@@ -51,7 +49,17 @@ export class BufferBudget {
       const left = cut(list, this.maxPartnerBytes, `partner "${cn}"'s streams hold more than ${this.maxPartnerBytes} unread bytes`);
       this.estimate.set(cn, left);
     }
-    cut(all.filter(([s]) => !s.isClosed), this.maxTotalBytes, `this gateway's streams hold more than ${this.maxTotalBytes} unread bytes`);
+    // Over the gateway's budget, the partners holding the most give first (their streams furthest behind first):
+    // a partner with one stream a little behind must not pay for others' thousands.
+    const heaviest = [...byPartner.values()]
+      .map((list) => ({ list: list.filter(([s]) => !s.isClosed), total: list.reduce((n, [s, b]) => n + (s.isClosed ? 0 : b), 0) }))
+      .sort((x, y) => y.total - x.total);
+    let sum = heaviest.reduce((n, p) => n + p.total, 0);
+    for (const p of heaviest) {
+      if (sum <= this.maxTotalBytes) break;
+      const left = cut(p.list, Math.max(0, p.total - (sum - this.maxTotalBytes)), `this gateway's streams hold more than ${this.maxTotalBytes} unread bytes`);
+      sum -= p.total - left;
+    }
   }
 }
 

@@ -110,8 +110,9 @@ export class Session implements Subscriber {
    * The partner's grants changed (sql/004 NOTIFY, reloaded by Grants): stop at once for what is no longer
    * granted, tell the client which SLUs, and close with 4403 when nothing is left. "All" follows the grants.
    */
-  applyAccess(a: Access): void {
+  applyAccess(a: Access | null): void {
     if (this.closed) return;
+    if (a === null) return this.close('SLUICE_ERR_DB_UNAVAILABLE', 'grants changed and could not be read again; reconnect with since=<your last cursor>');
     this.access = a;
     if (!hasAnyAccess(a)) return this.close('SLUICE_ERR_NO_GRANTS', 'every grant of this partner was revoked');
     const before = this.sluIds;
