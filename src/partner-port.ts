@@ -34,6 +34,7 @@ export async function startPartnerPort(
 ): Promise<PartnerPort> {
   const { db, live, tls, metrics, log } = deps;
   const isRevoked = (p: PartnerIdentity) => tls.current.isDenied(p);
+  let stream: StreamServer | undefined; // mounted on the app's server below; /events hands its responses to it
   const app = buildRestApp({
     pool: db.pool,
     log,
@@ -46,6 +47,7 @@ export async function startPartnerPort(
     fresh: { freshness: live.freshness, sync: () => live.feed.syncWithin(config.FEED_SYNC_WAIT_MS) },
     cache: live.cache,
     grants: live.grants,
+    events: (res, partner, access, request) => stream?.openEvents(res, partner, access, request),
     // Read-your-writes: a reading committed before the request is in the answer. From memory once the feed has
     // read past the request; if it is busy with a backlog (or the database hangs), from the table itself.
     latest: async (access: Access) => {
@@ -58,7 +60,7 @@ export async function startPartnerPort(
   server.maxConnections = config.MAX_CONNECTIONS;
   tls.attach(server);
   const handshakes = new HandshakeGuard(server, { maxPending: config.MAX_PENDING_HANDSHAKES, maxPendingPerAddress: config.MAX_PENDING_HANDSHAKES_PER_ADDRESS }, log, metrics);
-  const stream = createStreamServer({
+  stream = createStreamServer({
     server,
     hub: live.hub,
     replay: { pool: db.replayPool, canceller: db.pool, slots: deps.replays, windowS: config.REPLAY_WINDOW_S },
@@ -86,20 +88,21 @@ export async function startPartnerPort(
       replayFlushTimeoutMs: config.WS_HEARTBEAT_MS,
     },
   });
+  const mounted = stream;
   try {
     await app.listen({ host: config.HOST, port: config.PORT });
   } catch (err) {
-    await stream.close();
+    await mounted.close();
     handshakes.close();
     await app.close();
     throw err;
   }
   return {
     port: (server.address() as AddressInfo).port,
-    stream,
+    stream: mounted,
     handshakes,
     async close() {
-      await stream.close(); // clients get 1012 first
+      await mounted.close(); // clients get 1012 first
       handshakes.close(); // the server's close would otherwise wait for pending handshakes to time out
       await app.close();
     },

@@ -6,6 +6,7 @@ import { identityError, identityOf, type PartnerIdentity } from '../tls/identity
 import { hasAnyAccess, type Access } from '../access/grants.ts';
 import type { RestDeps } from './deps.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
+import { registerEvents } from './routes/events.ts';
 import { registerDashboard } from './routes/dashboard.ts';
 
 declare module 'fastify' {
@@ -110,6 +111,7 @@ export function buildRestApp(deps: RestDeps): FastifyInstance {
         });
       }
       await registerReadingRoutes(scoped, deps);
+      await registerEvents(scoped, deps);
       await registerDashboard(scoped, deps.basePath);
     },
     { prefix: deps.basePath },

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Access, Grants } from '../access/grants.ts';
@@ -5,6 +6,7 @@ import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Freshness } from '../hub/freshness.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { PartnerIdentity } from '../tls/identity.ts';
+import type { SluiceError } from '../errors.ts';
 
 /** What the REST app needs from the rest of the gateway. */
 export interface RestDeps {
@@ -32,6 +34,11 @@ export interface RestDeps {
   readonly metrics?: Metrics;
   /** Grants per partner. */
   readonly grants: Grants;
+  /**
+   * Serves a Server-Sent Events stream on `res` (GET /events); an error to answer instead when a stream cap
+   * refuses it. Absent: no /events route (404).
+   */
+  readonly events?: (res: ServerResponse, partner: PartnerIdentity, access: Access, request: { sluIds: readonly string[]; since: string | null }) => SluiceError | undefined;
   /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
   readonly latest: (access: Access) => Promise<string>;
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
+import type { StreamTransport } from '../stream/transport.ts';
 import { BufferBudget } from './buffer-budget.ts';
 import type { Session } from './session.ts';
 
@@ -8,7 +8,7 @@ import type { Session } from './session.ts';
  * answer the previous one) and the buffer budgets. Both visit sessions in slices, never all in one tick.
  */
 export function startSessionTimers(
-  sessions: Map<WebSocket, Session>,
+  sessions: Map<StreamTransport, Session>,
   opts: { readonly heartbeatMs: number; readonly maxBufferBytes: number; readonly maxPartnerBufferBytes: number; readonly maxTotalBufferBytes: number },
   log: Logger,
 ): { readonly budget: BufferBudget; close(): void } {

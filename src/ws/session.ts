@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
+import type { StreamTransport } from '../stream/transport.ts';
 import { ErrorCodes, SluiceError, toSluiceError, type ErrorCode } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
@@ -86,7 +86,7 @@ export class Session implements Subscriber {
   pingedAt = Date.now();
 
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: StreamTransport,
     readonly partner: PartnerIdentity,
     sluIds: readonly number[] | null,
     private access: Access,

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -13,6 +13,8 @@ import { decodeCursor } from '../stream/cursor.ts';
 import { identityError, identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
 import type { BufferBudget } from './buffer-budget.ts';
+import type { StreamTransport } from '../stream/transport.ts';
+import { SseTransport } from '../sse/sse-transport.ts';
 import { startSessionTimers } from './session-timers.ts';
 import { Session, type ReplayDeps, type SessionLimits } from './session.ts';
 
@@ -58,7 +60,7 @@ export function createStreamServer(deps: StreamServerDeps) {
   // beyond that ws stops reading at once (1009 without a reason), so no client can make us buffer more.
   const hardMaxPayload = Math.max(4 * opts.maxPayloadBytes, 64 * 1024);
   const wss = new WebSocketServer({ noServer: true, maxPayload: hardMaxPayload, perMessageDeflate: false, clientTracking: true });
-  const sessions = new Map<WebSocket, Session>();
+  const sessions = new Map<StreamTransport, Session>();
   // Connections per partner CN, counted from the start of the upgrade (so a burst cannot overshoot the cap).
   const slots = new ConnectionSlots(opts.maxConnections, opts.maxConnectionsPerPartner);
   const release = (cn: string) => slots.release(cn);
@@ -112,7 +114,12 @@ export function createStreamServer(deps: StreamServerDeps) {
     socket.once('close', () => upgraded || release(partner.cn));
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
-      openSession({ ...deps, budget: timers.budget, sessions, release }, ws, url, partner, access);
+      const request = { sluIds: url.searchParams.getAll('slu_id'), since: url.searchParams.get('since') };
+      const { session, closed } = openSession({ ...deps, budget: timers.budget, sessions, release }, ws, request, partner, access);
+      ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
+      ws.on('pong', () => (session.alive = true));
+      ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
+      ws.on('close', closed);
     });
   };
   deps.server.on('upgrade', onUpgrade);
@@ -122,6 +129,25 @@ export function createStreamServer(deps: StreamServerDeps) {
   return {
     get clients(): number {
       return sessions.size;
+    },
+    /**
+     * Serves one Server-Sent Events stream (GET BASE_PATH/events) on a request the REST app has already
+     * authenticated and authorised: the same slots, limits, grants, revocation and resume as a WebSocket.
+     * Returns an error to answer instead when a connection cap refuses it.
+     */
+    openEvents(res: ServerResponse, partner: PartnerIdentity, access: Access, request: StreamRequest): SluiceError | undefined {
+      const full = slots.take(partner.cn);
+      if (full !== 'ok') {
+        log.warn({ partner: partner.cn }, 'refused: stream connection cap (events)');
+        return new SluiceError(full, full === 'SLUICE_ERR_SERVER_FULL' ? `this gateway holds its maximum of ${opts.maxConnections} streams` : `partner "${partner.cn}" already has ${opts.maxConnectionsPerPartner} streams (the maximum); close one first`);
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' });
+      res.write(': sluice events; each event id is a cursor (resume with Last-Event-ID)\n\n');
+      const transport = new SseTransport(res);
+      const { session, closed } = openSession({ ...deps, budget: timers.budget, sessions, release }, transport, request, partner, access);
+      transport.onAlive = () => (session.alive = true);
+      res.on('close', closed);
+      return undefined;
     },
     sessions: () => sessions.values(),
     /** Closes every client with 1012 (reconnect elsewhere with your cursor) and stops accepting. */
@@ -219,37 +245,51 @@ class ConnectionSlots {
   }
 }
 
-/** A WebSocket that passed the upgrade: its session, grant watch, message and close handlers, and its start. */
+/** What a stream asked for: its SLUs (`slu_id` values) and where to resume (`since`, or SSE's Last-Event-ID). */
+export interface StreamRequest {
+  readonly sluIds: readonly string[];
+  readonly since: string | null;
+}
+
+/**
+ * A stream that passed the checks, on any transport: its session, grant watch and start. Returns the session and
+ * `closed`, which the caller runs when its transport ends (frees the slot once a running replay has stopped).
+ */
 function openSession(
-  ctx: StreamServerDeps & { budget: BufferBudget; sessions: Map<WebSocket, Session>; release(cn: string): void },
-  ws: WebSocket,
-  url: URL,
+  ctx: StreamServerDeps & { budget: BufferBudget; sessions: Map<StreamTransport, Session>; release(cn: string): void },
+  transport: StreamTransport,
+  request: StreamRequest,
   partner: PartnerIdentity,
   access: Access,
-): void {
+): { session: Session; closed(): void } {
   const { grants, log, opts, sessions, release } = ctx;
-  const slus = parseSluIdQuery(url.searchParams.getAll('slu_id'));
-  const sinceText = url.searchParams.get('since');
+  const slus = parseSluIdQuery(request.sluIds);
+  const sinceText = request.since;
   const since = sinceText === null ? undefined : decodeCursor(sinceText);
-  const session = new Session(ws, partner, slus.ok ? slus.ids : [], access, ctx.hub, ctx.replay, ctx.cache, ctx.opts, ctx.log, ctx.metrics, ctx.budget);
-  sessions.set(ws, session);
+  const session = new Session(transport, partner, slus.ok ? slus.ids : [], access, ctx.hub, ctx.replay, ctx.cache, ctx.opts, ctx.log, ctx.metrics, ctx.budget);
+  sessions.set(transport, session);
   const unwatch = grants.watch(partner, (a) => session.applyAccess(a));
   // A change between the lookup above and watch(): the cached promise is already the new access then.
   void grants.accessOf(partner).then((a) => a !== access && session.applyAccess(a), () => undefined);
-  ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
-  ws.on('pong', () => (session.alive = true));
-  ws.on('error', (err) => log.debug({ partner: partner.cn, err: err.message }, 'stream socket error'));
-  ws.on('close', () => {
+  let done = false;
+  const closed = () => {
+    if (done) return;
+    done = true;
     unwatch();
     session.dispose(); // aborts a running replay: its query is cancelled
-    sessions.delete(ws);
+    sessions.delete(transport);
     // A replay counts against the partner's connection cap until it has really stopped, not just its socket.
     void session.replayDone.then(() => release(partner.cn));
-  });
+  };
   log.info({ partner: partner.cn, slu_ids: slus.ok ? (slus.ids ?? 'all') : undefined, resume: since !== undefined }, 'stream connected');
-  if (!slus.ok) return session.fail(paramError(slus.message));
-  if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
-  if (sinceText !== null && !since) return session.fail(cursorError());
-  if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
-  void session.start(since);
+  const start = () => {
+    if (!slus.ok) return session.fail(paramError(slus.message));
+    if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
+    if (sinceText !== null && !since) return session.fail(cursorError());
+    if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
+    void session.start(since);
+  };
+  // After the caller has wired its close handler (a failure closes at once).
+  queueMicrotask(start);
+  return { session, closed };
 }
