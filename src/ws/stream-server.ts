@@ -142,7 +142,8 @@ export function createStreamServer(deps: StreamServerDeps) {
         return new SluiceError(full, full === 'SLUICE_ERR_SERVER_FULL' ? `this gateway holds its maximum of ${opts.maxConnections} streams` : `partner "${partner.cn}" already has ${opts.maxConnectionsPerPartner} streams (the maximum); close one first`);
       }
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' });
-      res.write(': sluice events; each event id is a cursor (resume with Last-Event-ID)\n\n');
+      // retry: how soon an EventSource reconnects after the stream ends (its default is a few seconds).
+      res.write(': sluice events; each event id is a cursor (resume with Last-Event-ID)\nretry: 1000\n\n');
       const transport = new SseTransport(res);
       const { session, closed } = openSession({ ...deps, budget: timers.budget, sessions, release }, transport, request, partner, access);
       transport.onAlive = () => (session.alive = true);

@@ -87,4 +87,32 @@ describe.skipIf(!CHROMIUM)('live dashboard in Chromium', () => {
     expect(await page.textContent('body')).toContain('SLUICE_ERR_NO_GRANTS');
     await context.close();
   }, 30_000);
+
+  it("a browser's EventSource reads /events with the client certificate and resumes by itself with Last-Event-ID", async () => {
+    const origin = `https://localhost:${gateway.port}`;
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, clientCertificates: [{ origin, cert: Buffer.from(viewer.certPem), key: Buffer.from(viewer.keyPem) }] });
+    const page = await context.newPage();
+    await page.goto(`${origin}/cityxchange/`); // same origin: the page's CSP allows connect-src 'self'
+    await page.evaluate(() => {
+      const w = window as unknown as { got: number[]; opens: number };
+      w.got = [];
+      w.opens = 0;
+      const es = new EventSource('/cityxchange/events?slu_id=2');
+      es.onopen = () => w.opens++;
+      es.addEventListener('readings', (e) => {
+        for (const r of JSON.parse((e as MessageEvent<string>).data) as Array<{ v1: number }>) w.got.push(r.v1);
+      });
+    });
+    await page.waitForFunction(() => (window as unknown as { opens: number }).opens === 1, undefined, { timeout: 5000 });
+    await insertReadings(db.pool, [{ slu_id: 2, v1: 501 }]);
+    await page.waitForFunction(() => (window as unknown as { got: number[] }).got.includes(501), undefined, { timeout: 5000 });
+    // The gateway ends the stream; readings commit meanwhile; EventSource reconnects with Last-Event-ID.
+    for (const session of gateway.stream.sessions()) session.close('SLUICE_ERR_SLOW_CONSUMER', 'test: cut off');
+    await insertReadings(db.pool, [{ slu_id: 2, v1: 502 }, { slu_id: 2, v1: 503 }]);
+    await page.waitForFunction(() => (window as unknown as { got: number[] }).got.includes(503), undefined, { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await page.evaluate(() => (window as unknown as { got: number[] }).got.filter((v) => v > 500))).toEqual([501, 502, 503]);
+    expect(await page.evaluate(() => (window as unknown as { opens: number }).opens)).toBe(2);
+    await context.close();
+  }, 30_000);
 });
