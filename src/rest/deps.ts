@@ -38,7 +38,7 @@ export interface RestDeps {
    * Serves a Server-Sent Events stream on `res` (GET /events); an error to answer instead when a stream cap
    * refuses it. Absent: no /events route (404).
    */
-  readonly events?: (res: ServerResponse, partner: PartnerIdentity, access: Access, request: { sluIds: readonly string[]; since: string | null }) => SluiceError | undefined;
+  readonly events?: (res: ServerResponse, partner: PartnerIdentity, access: Access, request: { sluIds: readonly string[]; since: string | null; from?: string | null }) => SluiceError | undefined;
   /** The /latest body for `access`, current as of a database read started after the call (read-your-writes). */
   readonly latest: (access: Access) => Promise<string>;
 }

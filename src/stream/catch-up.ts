@@ -1,8 +1,12 @@
 import type pg from 'pg';
 import { catchUpPage, streamRowKey, type StreamRow } from '../db/since.ts';
+import { formatPacked, PACKED_READING, readingT } from '../format/reading.ts';
 import { SluiceError } from '../errors.ts';
-import type { Cursor } from './cursor.ts';
-import { parseSnapshot, type Snapshot } from './snapshot.ts';
+import type { Cursor, HistoryCursor } from './cursor.ts';
+
+/** A cursor catchUp resumes from (a history cursor goes through replayHistory first). */
+export type ReplayCursor = Exclude<Cursor, HistoryCursor>;
+import { formatSnapshot, parseSnapshot, type Snapshot } from './snapshot.ts';
 
 export interface CatchUpOptions {
   /** Rows per page: at most this many rows of one replay are in memory at a time. */
@@ -35,25 +39,9 @@ const START_SQL = `select pg_current_snapshot()::text as now,
  * ahead of the database (4400), below the retention horizon or outside the replay window (4410) is refused
  * before anything is scanned.
  */
-export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: Cursor, sluIds: readonly number[] | null, opts: CatchUpOptions): Promise<Snapshot> {
-  const start = (await query(db, canceller, opts.signal, START_SQL, [opts.windowS])).rows[0] as { now: string; purged: string | null; edge: string | null; oldest: string | null };
-  const now = parseSnapshot(start.now);
-  if (!now) throw new Error(`unexpected snapshot text from PostgreSQL: ${start.now}`);
+export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: ReplayCursor, sluIds: readonly number[] | null, opts: CatchUpOptions): Promise<Snapshot> {
+  const now = await checkReplayStart(db, canceller, from.s, from.kind === 'paging' ? from.q : undefined, opts);
   const first = from.s;
-  if (first.xmax > now.xmax || (from.kind === 'paging' && from.q.xmax > now.xmax)) {
-    throw new SluiceError('SLUICE_ERR_CURSOR_INVALID', 'cursor is not from this database (it is ahead of it)');
-  }
-  const horizon = Number(start.purged ?? 0);
-  if (horizon > 0 && first.xmin <= horizon) {
-    throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', 'cursor is older than the data this database still holds; start without since and reload history with /time');
-  }
-  // By xmin, the oldest transaction the replay would read (rows "not visible in S" include S's in-progress ones):
-  // a crafted "<old>:<now>:<old>" must not replay an old transaction. A paging cursor's q covers s, so its xmin
-  // is no lower. The price: a cursor taken while some transaction older than the window was still open is refused
-  // too (the replay would have had to read from that transaction on).
-  if ((start.edge !== null && first.xmin <= Number(start.edge)) || (start.oldest !== null && first.xmin <= Number(start.oldest))) {
-    throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', `cursor is older than the replay window (${opts.windowS} s); start without since and reload history with /time`);
-  }
   let since = first;
   let upto = from.kind === 'paging' ? from.q : now;
   let after: [number, number] = from.kind === 'paging' ? [from.xid, from.id] : [0, 0];
@@ -107,4 +95,79 @@ async function cancellable<T>(db: pg.PoolClient, canceller: pg.Pool, signal: Abo
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * The checks before any replay scans: the snapshots are not ahead of this database (4400), not below the
+ * retention horizon and not outside the replay window (4410). Returns the database's snapshot now.
+ */
+async function checkReplayStart(db: pg.PoolClient, canceller: pg.Pool, first: Snapshot, bound: Snapshot | undefined, opts: CatchUpOptions): Promise<Snapshot> {
+  const start = (await query(db, canceller, opts.signal, START_SQL, [opts.windowS])).rows[0] as { now: string; purged: string | null; edge: string | null; oldest: string | null };
+  const now = parseSnapshot(start.now);
+  if (!now) throw new Error(`unexpected snapshot text from PostgreSQL: ${start.now}`);
+  if (first.xmax > now.xmax || (bound && bound.xmax > now.xmax)) {
+    throw new SluiceError('SLUICE_ERR_CURSOR_INVALID', 'cursor is not from this database (it is ahead of it)');
+  }
+  const horizon = Number(start.purged ?? 0);
+  if (horizon > 0 && first.xmin <= horizon) {
+    throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', 'cursor is older than the data this database still holds; start without since and reload history with /time');
+  }
+  // By xmin, the oldest transaction the replay would read (rows "not visible in S" include S's in-progress ones):
+  // a crafted "<old>:<now>:<old>" must not replay an old transaction. A paging cursor's q covers s, so its xmin
+  // is no lower. The price: a cursor taken while some transaction older than the window was still open is refused
+  // too (the replay would have had to read from that transaction on).
+  if ((start.edge !== null && first.xmin <= Number(start.edge)) || (start.oldest !== null && first.xmin <= Number(start.oldest))) {
+    throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', `cursor is older than the replay window (${opts.windowS} s); start without since and reload history with /time`);
+  }
+  return now;
+}
+
+/** The next SLU below `below` that has readings (one index descent), for a history over every SLU. */
+const NEXT_SLU_SQL = `select max(slu_id) as s from slu_reading where slu_id < $1`;
+/** One page of one SLU's history: visible in q, t >= from, after (t, id), in time order (a backward index scan). */
+const HISTORY_SQL = `select ${PACKED_READING} from slu_reading r
+  where r.slu_id = $1 and r.t >= (to_timestamp($2) at time zone 'utc') and pg_visible_in_snapshot(r.xid, $3::pg_snapshot)
+    and (r.t, r.id) > ($4::timestamp, $5::bigint)
+  order by r.t, r.id limit $6`;
+
+/**
+ * A start from a time (from=, or a history cursor): every reading visible in the cursor's snapshot q with
+ * t >= from, SLU by SLU (descending ids) and per SLU in time order, page by page with a cursor after each page;
+ * then everything committed since q, as a settled cursor's catch-up. Returns where live delivery starts. The
+ * history and the catch-up share q, so a reading is in exactly one of them; a writer whose transaction is open
+ * across the start is not visible in q, so its rows come with the catch-up (or live), never twice.
+ */
+export async function replayHistory(db: pg.PoolClient, canceller: pg.Pool, h: HistoryCursor, sluIds: readonly number[] | null, opts: CatchUpOptions): Promise<Snapshot> {
+  if (h.from < Date.now() / 1000 - opts.windowS) {
+    throw new SluiceError('SLUICE_ERR_CURSOR_EXPIRED', `from is older than the replay window (${opts.windowS} s); read older history with /time`);
+  }
+  await checkReplayStart(db, canceller, h.q, undefined, opts);
+  const list = sluIds ? [...sluIds].sort((a, b) => b - a) : null;
+  let slu: number | undefined = h.after?.sluId;
+  let after: [string, number] = h.after ? [h.after.t, h.after.id] : ['-infinity', 0];
+  const nextSlu = async (below: number): Promise<number | undefined> => {
+    if (list) return list.find((id) => id < below);
+    const r = await query(db, canceller, opts.signal, NEXT_SLU_SQL, [below]);
+    const s = (r.rows[0] as { s: number | null }).s;
+    return s === null ? undefined : s;
+  };
+  if (slu === undefined) slu = await nextSlu(2_147_483_648);
+  const snap = formatSnapshot(h.q);
+  while (slu !== undefined) {
+    const current: number = slu;
+    const rows = (await cancellable(db, canceller, opts.signal, () =>
+      db.query<[string]>({ rowMode: 'array', text: HISTORY_SQL, values: [current, h.from, snap, after[0], after[1], opts.pageRows] }),
+    )).rows;
+    const last = rows.at(-1);
+    if (last) {
+      const f = formatPacked(last[0]);
+      after = [readingT(f.formatted), Number(f.id)];
+      await opts.send(rows, { kind: 'history', from: h.from, q: h.q, after: { sluId: current, t: after[0], id: after[1] } });
+    }
+    if (rows.length < opts.pageRows) {
+      slu = await nextSlu(current);
+      after = ['-infinity', 0];
+    }
+  }
+  return catchUp(db, canceller, { kind: 'settled', s: h.q }, sluIds, opts);
 }

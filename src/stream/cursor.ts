@@ -9,14 +9,41 @@ import { covers, formatSnapshot, parseSnapshot, visibleIn, type Snapshot } from 
  */
 export type Cursor =
   | { readonly kind: 'settled'; readonly s: Snapshot }
-  | { readonly kind: 'paging'; readonly s: Snapshot; readonly q: Snapshot; readonly xid: number; readonly id: number };
+  | { readonly kind: 'paging'; readonly s: Snapshot; readonly q: Snapshot; readonly xid: number; readonly id: number }
+  | HistoryCursor;
+
+/**
+ * A start from a time (`from=`): "of the readings visible in snapshot q with t >= from, those up to `after` in
+ * history order (slu_id descending, then t, id ascending: per SLU in time order) have been delivered". Resuming
+ * continues the history after that position, then catches up from q like a settled cursor: the history and the
+ * live position come from the one snapshot q, so the seam has no gap and no duplicate.
+ */
+export interface HistoryCursor {
+  readonly kind: 'history';
+  /** Unix seconds: readings with t >= from. */
+  readonly from: number;
+  readonly q: Snapshot;
+  /** The last reading sent (its SLU, legacy t text and id), or undefined before the first. */
+  readonly after?: { readonly sluId: number; readonly t: string; readonly id: number };
+}
+
+/** from= values a history may start at: years 1 to 9999 (what PostgreSQL's timestamp and the legacy t print). */
+export const FROM_MIN = -62_135_596_800;
+export const FROM_MAX = 253_402_300_799;
 
 const PREFIX = 'c1.';
 /** Cursors longer than this are refused (a snapshot with thousands of in-progress transactions is not one). */
 export const MAX_CURSOR_LENGTH = 16_384;
 
 export function encodeCursor(c: Cursor): string {
-  const body = c.kind === 'settled' ? { s: formatSnapshot(c.s) } : { s: formatSnapshot(c.s), q: formatSnapshot(c.q), x: c.xid, i: c.id };
+  const body =
+    c.kind === 'settled'
+      ? { s: formatSnapshot(c.s) }
+      : c.kind === 'paging'
+        ? { s: formatSnapshot(c.s), q: formatSnapshot(c.q), x: c.xid, i: c.id }
+        : c.after
+          ? { h: c.from, q: formatSnapshot(c.q), a: c.after.sluId, t: c.after.t, i: c.after.id }
+          : { h: c.from, q: formatSnapshot(c.q) };
   return PREFIX + Buffer.from(JSON.stringify(body)).toString('base64url');
 }
 
@@ -54,6 +81,7 @@ function cursorOf(body: unknown): Cursor | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const o = body as Record<string, unknown>;
   const keys = Object.keys(o).length;
+  if ('h' in o) return historyOf(o, keys);
   const s = snapshotOf(o.s);
   if (!s) return undefined;
   if (keys === 1) return { kind: 'settled', s };
@@ -76,4 +104,22 @@ function snapshotOf(v: unknown): Snapshot | undefined {
 
 function isNonNegativeSafeInteger(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+const LEGACY_T = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.\d{6}$/;
+
+function historyOf(o: Record<string, unknown>, keys: number): HistoryCursor | undefined {
+  const from = o.h;
+  const q = snapshotOf(o.q);
+  if (!q || !Number.isSafeInteger(from) || (from as number) < FROM_MIN || (from as number) > FROM_MAX) return undefined;
+  if (keys === 2) return { kind: 'history', from: from as number, q };
+  if (keys !== 5) return undefined;
+  const { a, t, i } = o;
+  if (!Number.isSafeInteger(a) || (a as number) < 0 || (a as number) > 2_147_483_647 || !isNonNegativeSafeInteger(i) || typeof t !== 'string') return undefined;
+  // A real date of years 1-9999 (Date knows year 0 and 31 February does not exist): PostgreSQL must accept it.
+  const m = LEGACY_T.exec(t);
+  if (!m || m[1] === '0000') return undefined;
+  const d = new Date(`${t.slice(0, 10)}T${t.slice(11, 19)}Z`);
+  if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 19) !== `${t.slice(0, 10)}T${t.slice(11, 19)}`) return undefined;
+  return { kind: 'history', from: from as number, q, after: { sluId: a as number, t, id: i as number } };
 }

@@ -4,7 +4,8 @@ import type { StreamTransport } from '../stream/transport.ts';
 import { ErrorCodes, SluiceError, toSluiceError, type ErrorCode } from '../errors.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
-import { catchUp, ReplayAborted } from '../stream/catch-up.ts';
+import { catchUp, ReplayAborted, replayHistory } from '../stream/catch-up.ts';
+import { currentSnapshot, type StreamRow } from '../db/since.ts';
 import type { ReplaySlots } from '../stream/replay-slots.ts';
 import { encodeCursor, type Cursor } from '../stream/cursor.ts';
 import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
@@ -156,7 +157,16 @@ export class Session implements Subscriber {
    * goes away. Live batches that arrive meanwhile are buffered up to two pages; past that the buffer is dropped
    * and another round replays from where this one ended (the table holds those rows anyway).
    */
-  async start(since: Cursor | undefined): Promise<void> {
+  async start(since: Cursor | undefined, fromTime?: number): Promise<void> {
+    if (!since && fromTime !== undefined) {
+      // from=: a history from that time up to a snapshot taken now, then everything since (replayHistory).
+      try {
+        since = { kind: 'history', from: fromTime, q: await currentSnapshot(this.replay.canceller) };
+      } catch (err) {
+        return this.fail(toSluiceError(err));
+      }
+      if (this.closed) return;
+    }
     if (!since) {
       this.lastCursorText = this.hub.currentCursor;
       this.hub.add(this);
@@ -190,11 +200,11 @@ export class Session implements Subscriber {
         this.buffered = [];
         this.bufferedReadings = 0;
         this.overflowed = false;
-        q = await catchUp(client, this.replay.canceller, from, this.sluIds ? [...this.sluIds] : null, {
+        const opts = {
           pageRows: this.limits.catchUpPageRows,
           windowS: this.replay.windowS,
           signal: this.abort.signal,
-          send: (rows, cursor) => {
+          send: (rows: StreamRow[], cursor: Cursor) => {
             // Filtered again: a grant may have been revoked while this catch-up ran.
             const readings = rows.map((r) => toStreamReading(r, this.cache)).filter((r) => this.wants(r.sluId));
             replayed += readings.length;
@@ -203,7 +213,9 @@ export class Session implements Subscriber {
             this.lastSentAt = Date.now();
             return this.sendFlushed(readingsFrame(readings.map((r) => r.json), cursorText));
           },
-        });
+        };
+        const slus = this.sluIds ? [...this.sluIds] : null;
+        q = from.kind === 'history' ? await replayHistory(client, this.replay.canceller, from, slus, opts) : await catchUp(client, this.replay.canceller, from, slus, opts);
         if (!this.overflowed || this.closed) break;
         from = { kind: 'settled', s: q };
       }

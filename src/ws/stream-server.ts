@@ -9,7 +9,7 @@ import type { PartnerIdentity } from '../tls/identity.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub } from '../hub/hub.ts';
-import { decodeCursor } from '../stream/cursor.ts';
+import { decodeCursor, FROM_MAX, FROM_MIN } from '../stream/cursor.ts';
 import { identityError, identityOf } from '../tls/identity.ts';
 import { parseSluIdQuery } from './protocol.ts';
 import type { BufferBudget } from './buffer-budget.ts';
@@ -114,7 +114,7 @@ export function createStreamServer(deps: StreamServerDeps) {
     socket.once('close', () => upgraded || release(partner.cn));
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
-      const request = { sluIds: url.searchParams.getAll('slu_id'), since: url.searchParams.get('since') };
+      const request = { sluIds: url.searchParams.getAll('slu_id'), since: url.searchParams.get('since'), from: url.searchParams.get('from') };
       const { session, closed } = openSession({ ...deps, budget: timers.budget, sessions, release }, ws, request, partner, access);
       ws.on('message', (data, isBinary) => session.onMessage(data as Buffer, isBinary));
       ws.on('pong', () => (session.alive = true));
@@ -250,6 +250,8 @@ class ConnectionSlots {
 export interface StreamRequest {
   readonly sluIds: readonly string[];
   readonly since: string | null;
+  /** from=: unix seconds to start the history at (ignored when resuming with since). */
+  readonly from?: string | null;
 }
 
 /**
@@ -287,8 +289,15 @@ function openSession(
     if (!slus.ok) return session.fail(paramError(slus.message));
     if (slus.ids && slus.ids.length > opts.maxSlus) return session.fail(tooMany(slus.ids.length, opts.maxSlus));
     if (sinceText !== null && !since) return session.fail(cursorError());
+    let from: number | undefined;
+    if (request.from != null && sinceText === null) {
+      from = /^-?\d{1,12}$/.test(request.from) ? Number(request.from) : NaN;
+      if (!(from >= FROM_MIN && from <= FROM_MAX)) {
+        return session.fail(new SluiceError('SLUICE_ERR_PARAM', `from must be Unix seconds (years 1-9999), got ${JSON.stringify(request.from.slice(0, 24))}`, { parameter: 'from' }));
+      }
+    }
     if (slus.ids) session.refuseForbidden(slus.ids.filter((id) => !mayRead(access, id)));
-    void session.start(since);
+    void session.start(since, from);
   };
   // After the caller has wired its close handler (a failure closes at once).
   queueMicrotask(start);

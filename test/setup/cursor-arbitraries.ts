@@ -89,6 +89,7 @@ const pastCursor: fc.Arbitrary<Cursor> = cursorFrom(pastSnapshot);
 
 function bodyOf(c: Cursor): Record<string, unknown> {
   const f = (s: Snapshot) => `${s.xmin}:${s.xmax}:${s.xip.join(',')}`;
+  if (c.kind === 'history') return c.after ? { h: c.from, q: f(c.q), a: c.after.sluId, t: c.after.t, i: c.after.id } : { h: c.from, q: f(c.q) };
   return c.kind === 'settled' ? { s: f(c.s) } : { s: f(c.s), q: f(c.q), x: c.xid, i: c.id };
 }
 

@@ -93,6 +93,7 @@ describe('decodeCursor', () => {
         if (!c) return;
         accepted++;
         expect(encodeCursor(c)).toBe(text);
+        if (c.kind === 'history') return expect(isPgSnapshot(c.q)).toBe(true);
         expect(isPgSnapshot(c.s)).toBe(true);
         expect(c.s.xip.length).toBeLessThanOrEqual(MAX_CURSOR_XIP);
         if (c.kind === 'paging') {
@@ -122,5 +123,36 @@ describe('covers', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('history cursors (from=)', () => {
+  const q = { xmin: 700, xmax: 705, xip: [701, 703] };
+  it('round-trip exactly, with and without a position', () => {
+    for (const c of [
+      { kind: 'history', from: 1_700_000_000, q } as const,
+      { kind: 'history', from: -100, q, after: { sluId: 7, t: '2024-02-29 23:59:59.123456', id: 42 } } as const,
+    ]) {
+      const text = encodeCursor(c);
+      expect(decodeCursor(text)).toEqual(c);
+    }
+  });
+  it('refuse what PostgreSQL or the history query could not take: impossible dates, year 0, out-of-range SLUs and times, extra keys', () => {
+    const enc = (body: unknown) => `c1.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
+    const s = '700:705:701,703';
+    for (const body of [
+      { h: 1, q: s, a: 7, t: '2023-02-29 00:00:00.000000', i: 1 },
+      { h: 1, q: s, a: 7, t: '0000-01-01 00:00:00.000000', i: 1 },
+      { h: 1, q: s, a: 7, t: '2023-01-01 00:00:00', i: 1 },
+      { h: 1, q: s, a: -1, t: '2023-01-01 00:00:00.000000', i: 1 },
+      { h: 1, q: s, a: 2 ** 31, t: '2023-01-01 00:00:00.000000', i: 1 },
+      { h: 1e15, q: s },
+      { h: 1.5, q: s },
+      { h: 1, q: '0:0:' },
+      { h: 1, q: s, a: 7 },
+      { h: 1, q: s, x: 1 },
+    ]) {
+      expect(decodeCursor(enc(body)), JSON.stringify(body)).toBeUndefined();
+    }
   });
 });
