@@ -115,4 +115,67 @@ describe.skipIf(!CHROMIUM)('live dashboard in Chromium', () => {
     expect(await page.evaluate(() => (window as unknown as { opens: number }).opens)).toBe(2);
     await context.close();
   }, 30_000);
+
+  it('range picker (last hour / day / custom) loads history through /time, exports the shown range as CSV, fits a phone', async () => {
+    const ago = (s: number) => new Date(Date.now() - s * 1000).toISOString().replace('T', ' ').replace('Z', '');
+    await insertReadings(db.pool, [
+      { slu_id: 2, t: ago(30 * 60), v1: 611, a1: 6.5, p1: 0.95 },
+      { slu_id: 2, t: ago(3 * 3600), v1: 612, a1: 6.25, p1: 0.94 },
+      { slu_id: 2, t: ago(20 * 3600), v1: 613, a1: 6, p1: 0.93 },
+    ]);
+    const origin = `https://localhost:${gateway.port}`;
+    const context = await browser.newContext({
+      ignoreHTTPSErrors: true, acceptDownloads: true, timezoneId: 'Europe/Berlin',
+      clientCertificates: [{ origin, cert: Buffer.from(viewer.certPem), key: Buffer.from(viewer.keyPem) }],
+      viewport: { width: 1400, height: 900 },
+    });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin}/cityxchange/`);
+    await page.waitForSelector('#conn[data-state="live"]');
+    expect(await page.textContent('#t-head')).toBe('time (Europe/Berlin)');
+    await page.click('tr[data-slu="2"]');
+    const readingsShown = async () => Number(((await page.textContent('#range-status')) ?? '').split(' ')[0]);
+    await page.waitForFunction(() => /readings/.test(document.querySelector('#range-status')?.textContent ?? ''));
+    const sixHours = await readingsShown();
+    await page.selectOption('#range', '3600');
+    await page.waitForFunction((n) => Number((document.querySelector('#range-status')?.textContent ?? '').split(' ')[0]) < n, sixHours);
+    const hour = await readingsShown();
+    await page.selectOption('#range', '86400');
+    await page.waitForFunction((n) => Number((document.querySelector('#range-status')?.textContent ?? '').split(' ')[0]) > n, sixHours);
+    const day = await readingsShown();
+    expect(sixHours - hour).toBe(1); // the 3-hour-old reading is in 6 hours, not in the last hour
+    expect(day - sixHours).toBe(1); // the 20-hour-old one only in the day
+
+    // Custom: only the 20-hour-old reading, a closed range (not live).
+    const local = (s: number) => {
+      const d = new Date(Date.now() - s * 1000);
+      return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+    };
+    await page.selectOption('#range', 'custom');
+    await page.evaluate(([from, to]) => {
+      (document.getElementById('range-from') as HTMLInputElement).value = from as string;
+      (document.getElementById('range-to') as HTMLInputElement).value = to as string;
+    }, [await page.evaluate(local, 21 * 3600), await page.evaluate(local, 19 * 3600)]);
+    await page.click('#range-apply');
+    await page.waitForFunction(() => (document.querySelector('#range-status')?.textContent ?? '') === '1 readings');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    const csv = await (await import('node:fs/promises')).readFile(await download.path(), 'utf8');
+    const lines = csv.trim().split('\n');
+    expect(lines[0]).toBe('slu_id,t,v1,v2,v3,a1,a2,a3,p1,p2,p3,k1,k2,k3');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^2,\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6},613,,,6,,,0\.930000007,,,,,$/);
+    await mkdir('test-artifacts', { recursive: true });
+    await page.screenshot({ path: 'test-artifacts/dashboard-range.png', fullPage: true });
+
+    // A phone: one column, nothing wider than the screen but the table itself (which scrolls).
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: 'test-artifacts/dashboard-phone.png', fullPage: true });
+    expect(errors).toEqual([]);
+    await context.close();
+  }, 60_000);
 });
