@@ -13,12 +13,16 @@ Library:
         print(reading["slu_id"], reading["t"], reading["v1"])      # exactly the /latest object
     # client.cursor: where to resume later (pass it as since=)
 
+Server-Sent Events instead of a WebSocket (standard library only, http.client): `client.sse_readings()`, a
+blocking iterator, or `--sse`; the cursor is the event id, sent back as Last-Event-ID on every reconnect.
+
 CLI (JSON lines on stdout, events and the final cursor on stderr):
     python3 clients/python/sluice_client.py --cert certs/clients/demo.crt --key certs/clients/demo.key \\
         --ca certs/ca.crt --slu 1,2
 """
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -89,7 +93,7 @@ class SluiceClient:
         self._stop = True
 
     async def readings(self):
-        """Yields every reading of the subscription, exactly once, across reconnects."""
+        """Yields every reading of the subscription, exactly once, across reconnects (WebSocket, asyncio)."""
         attempt = 0
         while not self._stop:
             try:
@@ -122,6 +126,66 @@ class SluiceClient:
             await asyncio.sleep(delay)
 
 
+    def _backoff(self, attempt):
+        delay = min(self.retry_cap_s, self.retry_base_s * 2 ** attempt)
+        return delay / 2 + random.random() * delay / 2
+
+    def sse_readings(self):
+        """The same over Server-Sent Events (GET …/events): a blocking iterator, standard library only."""
+        import time
+        parts = urllib.parse.urlsplit(self.url)
+        attempt = 0
+        while not self._stop:
+            query = {"slu_id": ",".join(str(i) for i in self.slu_ids)} if self.slu_ids else {}
+            headers = {"Accept": "text/event-stream"}
+            if self.cursor:
+                headers["Last-Event-ID"] = self.cursor
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=self.ssl, timeout=90)
+            code, reason = 1006, "connection lost"
+            try:
+                conn.request("GET", parts.path + "/events" + ("?" + urllib.parse.urlencode(query) if query else ""), headers=headers)
+                res = conn.getresponse()
+                if res.status != 200:
+                    body = res.read().decode("utf8", "replace")
+                    code, reason = (4403 if res.status in (401, 403) else 1013), f"HTTP {res.status} {body[:200]}"
+                else:
+                    self.on_event("connected", self.cursor)
+                    event, data, event_id = "message", [], None
+                    for raw in res:
+                        line = raw.decode("utf8").rstrip("\n")
+                        if line == "":
+                            if data and event == "readings":
+                                for reading in json.loads("\n".join(data)):
+                                    yield reading
+                            elif data and event == "error":
+                                err = json.loads("\n".join(data))
+                                self.on_event("error", err)
+                                if "close" in err:
+                                    code, reason = err["close"], f'{err.get("code")}: {err.get("message")}'
+                            if event_id is not None:
+                                self.cursor = event_id  # after the readings it carries were yielded
+                                attempt = 0
+                            event, data, event_id = "message", [], None
+                        elif line.startswith("id: "):
+                            event_id = line[4:]
+                        elif line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: "):
+                            data.append(line[6:])
+            except (OSError, http.client.HTTPException) as err:
+                code, reason = 1006, str(err)
+            finally:
+                conn.close()
+            if code in FATAL:
+                raise SluiceRefused(code, reason)
+            if self._stop:
+                return
+            delay = self._backoff(attempt)
+            attempt += 1
+            self.on_event("disconnected", {"code": code, "reason": reason, "retry_in_s": round(delay, 3)})
+            time.sleep(delay)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Print live sluice readings as JSON lines; resumes across disconnects.")
     p.add_argument("--url", default="https://localhost:8443/cityxchange")
@@ -132,6 +196,7 @@ def main(argv=None):
     p.add_argument("--ca", default="certs/ca.crt")
     p.add_argument("--slu", help="comma-separated SLU ids (default: every SLU you are granted)")
     p.add_argument("--since", help="a cursor from an earlier run")
+    p.add_argument("--sse", action="store_true", help="read the Server-Sent Events stream instead of the WebSocket")
     args = p.parse_args(argv)
     if not args.p12 and not (args.cert and args.key):
         p.error("give --cert and --key, or --p12")
@@ -147,7 +212,11 @@ def main(argv=None):
             print(json.dumps(reading), flush=True)
 
     try:
-        asyncio.run(run())
+        if args.sse:
+            for reading in client.sse_readings():
+                print(json.dumps(reading), flush=True)
+        else:
+            asyncio.run(run())
     except SluiceRefused as err:
         event("refused", {"code": err.code, "reason": err.reason})
         return 2

@@ -34,12 +34,13 @@ afterAll(async () => {
 });
 
 describe.skipIf(!python)('python client', () => {
-  it('prints every reading of its SLUs as a JSON line, exactly once across a disconnect, and its cursor on exit', async () => {
+  it.each([['WebSocket', []], ['Server-Sent Events', ['--sse']]] as const)('prints every reading of its SLUs as a JSON line, exactly once across a disconnect, and its cursor on exit (%s)', async (_transport, extra) => {
+    await db.pool.query('truncate slu_reading');
     const acme = await pki.client('acme');
     const [cert, key] = [path.join(pki.dir, 'py.crt'), path.join(pki.dir, 'py.key')];
     await writeFile(cert, acme.certPem);
     await writeFile(key, acme.keyPem, { mode: 0o600 });
-    proc = spawn(python as string, [CLIENT, '--url', `https://127.0.0.1:${gateway.port}/cityxchange`, '--cert', cert, '--key', key, '--ca', pki.caFile, '--slu', '1,2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(python as string, [CLIENT, '--url', `https://127.0.0.1:${gateway.port}/cityxchange`, '--cert', cert, '--key', key, '--ca', pki.caFile, '--slu', '1,2', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: Array<{ slu_id: number; v1: number }> = [];
     let stderr = '';
     proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
