@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grant } from '../../src/access/grant-store.ts';
+import { grant, revoke } from '../../src/access/grant-store.ts';
 import type { Gateway } from '../../src/gateway.ts';
 import type { CertAndKey } from '../../src/tls/certificates.ts';
 import { createTestDatabase, insertReadings, type TestDatabase } from '../setup/db.ts';
@@ -95,6 +95,22 @@ describe('Server-Sent Events', () => {
     await bad.until(() => bad.ended, 'the cursor refusal');
     // The error frame, then the last event: the close, with its code.
     expect(JSON.parse((bad.events.at(-1) as { data: string }).data)).toMatchObject({ type: 'error', code: 'SLUICE_ERR_CURSOR_INVALID', close: 4400 });
+  });
+
+  it('a grant revoked while connected stops that SLU at once (error event), and the last one ends the stream with 4403', async () => {
+    const who = await pki.client('revokee');
+    await grant(db.pool, 'revokee', 31);
+    await grant(db.pool, 'revokee', 32);
+    const c = open(who, 'slu_id=31,32');
+    await c.until(() => c.events.some((e) => e.event === 'subscribed'), 'subscribed');
+    await revoke(db.pool, 'revokee', 32);
+    await c.until(() => c.events.some((e) => e.event === 'error' && e.data.includes('SLUICE_ERR_GRANT_REVOKED')), 'the revocation');
+    await insertReadings(db.pool, [{ slu_id: 32, v1: 3201 }, { slu_id: 31, v1: 3101 }]);
+    await c.until(() => c.readings().some((r) => r.v1 === 3101), 'the still-granted SLU');
+    expect(c.readings().some((r) => r.v1 === 3201)).toBe(false);
+    await revoke(db.pool, 'revokee', 31);
+    await c.until(() => c.ended, 'the end of the stream');
+    expect(JSON.parse((c.events.at(-1) as { data: string }).data)).toMatchObject({ code: 'SLUICE_ERR_NO_GRANTS', close: 4403 });
   });
 
   it('works with curl -N and a client certificate', async () => {
