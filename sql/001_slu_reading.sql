@@ -29,4 +29,11 @@ end $$;
 
 -- Serves /rows (newest N of one SLU), /time (a t range of one SLU, newest first) and /latest (loose index scan:
 -- one descent per SLU instead of a sort of the whole table).
-create index if not exists slu_reading_slu_t_idx on slu_reading (slu_id, t desc, id desc);
+-- (Skipped when the later covering index already exists: a legacy table taken over online has it built
+-- concurrently beforehand, src/db/takeover.ts, and this build would hold a write lock.)
+do $$
+begin
+  if to_regclass('slu_reading_slu_t_v_idx') is null then
+    create index if not exists slu_reading_slu_t_idx on slu_reading (slu_id, t desc, id desc);
+  end if;
+end $$;

@@ -10,6 +10,11 @@
 --   create index concurrently slu_reading_slu_t_cover_idx on slu_reading (slu_id, t desc, id desc)
 --     include (p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3);
 -- and this migration only drops the old index.
-create index if not exists slu_reading_slu_t_cover_idx on slu_reading (slu_id, t desc, id desc)
-  include (p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3);
+do $$
+begin
+  if to_regclass('slu_reading_slu_t_v_idx') is null then -- built already by an online takeover (src/db/takeover.ts)
+    create index if not exists slu_reading_slu_t_cover_idx on slu_reading (slu_id, t desc, id desc)
+      include (p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3);
+  end if;
+end $$;
 drop index if exists slu_reading_slu_t_idx;

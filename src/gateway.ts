@@ -1,3 +1,4 @@
+import type { PartitionMap } from './db/partition-map.ts';
 import cluster from 'node:cluster';
 import type pg from 'pg';
 import type { Grants } from './access/grants.ts';
@@ -30,6 +31,8 @@ export interface Gateway {
   readonly embedded: boolean;
   readonly pool: pg.Pool;
   readonly feed: Feed;
+  /** Which partitions the stream reads directly (sql/010). */
+  readonly partitions: PartitionMap;
   readonly hub: Hub;
   readonly listener: Listener;
   readonly grants: Grants;
@@ -116,6 +119,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       embedded: db.embedded,
       pool: db.pool,
       feed: live.feed,
+      partitions: db.partitions,
       hub: live.hub,
       listener: live.listener,
       stream: port.stream,

@@ -63,7 +63,7 @@ export async function startPartnerPort(
   stream = createStreamServer({
     server,
     hub: live.hub,
-    replay: { pool: db.replayPool, canceller: db.pool, slots: deps.replays, windowS: config.REPLAY_WINDOW_S },
+    replay: { pool: db.replayPool, canceller: db.pool, slots: deps.replays, windowS: config.REPLAY_WINDOW_S, hotFrom: db.partitions.hotFrom },
     cache: live.cache,
     grants: live.grants,
     isRevoked,

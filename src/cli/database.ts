@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config/config.ts';
 import { startEmbeddedPostgres } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
+import { migrateOptions } from '../db/database.ts';
 import { createPool } from '../db/pool.ts';
 
 /**
@@ -14,7 +15,7 @@ export async function openDatabase(config: Config, poolMax = 2): Promise<{ url: 
   const url = config.DATABASE_URL ?? (embedded?.url as string);
   const pool = createPool({ connectionString: url, max: poolMax, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: 600_000 });
   try {
-    await migrate(pool);
+    await migrate(pool, undefined, migrateOptions(config));
   } catch (err) {
     await pool.end();
     await embedded?.close();

@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { startEmbeddedPostgres } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
+import { migrateOptions } from '../db/database.ts';
 import { createPool } from '../db/pool.ts';
 
 try {
@@ -10,7 +11,7 @@ try {
   const url = config.DATABASE_URL ?? (embedded?.url as string);
   const pool = createPool({ connectionString: url, max: 2, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: 600_000 });
   try {
-    const applied = await migrate(pool);
+    const applied = await migrate(pool, undefined, migrateOptions(config));
     console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
   } finally {
     await pool.end();

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
 import type { Config } from '../config/config.ts';
-import { resolveDatabaseUrl } from '../db/database.ts';
+import { migrateOptions, resolveDatabaseUrl } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool } from '../db/pool.ts';
 import { onSignals } from '../lifecycle/signals.ts';
@@ -31,7 +31,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<Primary> 
   const { url, embedded } = await resolveDatabaseUrl(config, log);
   const pool = createPool({ connectionString: url, max: 2, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS, queryTimeoutMs: 600_000 }, log);
   try {
-    const applied = await migrate(pool); // once here, so the workers find nothing to do
+    const applied = await migrate(pool, undefined, migrateOptions(config, log)); // once here, so the workers find nothing to do
     if (applied.length) log.info({ applied }, 'migrations applied');
     await ensureDevCertificates(config, pool, log);
   } finally {

@@ -6,6 +6,17 @@ import { z } from 'zod';
  * whole environment and reports every problem in one message, so a bad deployment fails at start-up, not later.
  */
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A duration such as "90 days", "1 day", "6 hours", "30 minutes" or "2 weeks", as seconds. */
+const UNIT_S: Record<string, number> = { minute: 60, hour: 3600, day: 86_400, week: 604_800 };
+const duration = (minS: number) =>
+  z
+    .string()
+    .regex(/^\s*\d+\s*(minute|hour|day|week)s?\s*$/i, 'use a number and a unit: minutes, hours, days or weeks, e.g. "90 days"')
+    .transform((v) => {
+      const m = /^\s*(\d+)\s*(minute|hour|day|week)/i.exec(v) as RegExpExecArray;
+      return Number(m[1]) * (UNIT_S[(m[2] as string).toLowerCase()] as number);
+    })
+    .refine((s) => s >= minS, { message: `must be at least ${minS} seconds` });
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'use true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -119,6 +130,16 @@ export const ConfigSchema = z
     REPLAY_WAIT_MS: int(0, 600_000).default(15_000),
     /** Oldest cursor a resume accepts, in seconds; older ones are refused with 4410 instead of replaying that much. Default 604800 (7 days). */
     REPLAY_WINDOW_S: int(60, 366 * 86_400).default(7 * 86_400),
+    /** Width of one partition of slu_reading (time ranges of t), for partitions made from now on. Default "1 day". */
+    PARTITION_WIDTH: duration(3600).prefault('1 day'),
+    /** Partitions kept ready ahead of the current one. Default 2. */
+    PARTITIONS_AHEAD: int(1, 1000).default(2),
+    /** How long after its end a partition stays hot (read directly by the stream); later writes into it are noted and cost a little more. Default "1 hour". */
+    PARTITION_COLD_AFTER: duration(60).prefault('1 hour'),
+    /** Keep readings this long (e.g. "90 days"); older partitions are dropped whole. Unset: keep everything. */
+    RETENTION: duration(3600).optional(),
+    /** How often partitions are made ahead, turned cold and dropped past RETENTION, ms (one gateway at a time). Default 600000. */
+    PARTITION_MAINTENANCE_MS: int(1000, 86_400_000).default(600_000),
     /** Gateway processes serving the one port (node:cluster): a number, or "auto" for every available core. Default 1 (a single process). */
     WORKERS: z
       .union([z.literal('auto'), z.coerce.number().int().min(1).max(256)], { message: 'use a number from 1 to 256, or auto' })

@@ -1,12 +1,16 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { partitionReadings, prepareLegacyTable, type TakeoverOptions } from './takeover.ts';
 
 /** Where the forward-only migrations live: sql/NNN_name.sql, applied in file-name order. */
 export const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
 
 /** Arbitrary but fixed: the advisory lock that serialises concurrent migrators (two gateways starting at once). */
 const MIGRATION_LOCK = 0x51_75_1c_e0;
+
+/** sql/010, after which slu_reading is made partitioned. */
+const PARTITIONS_MIGRATION = 10;
 
 export interface Migration {
   readonly id: number;
@@ -31,8 +35,9 @@ export async function loadMigrations(dir = SQL_DIR): Promise<Migration[]> {
  * session advisory lock lets one migrate while the others wait and then find nothing to do. Returns the names
  * of the migrations this call applied.
  */
-export async function migrate(pool: pg.Pool, migrations?: readonly Migration[]): Promise<string[]> {
+export async function migrate(pool: pg.Pool, migrations?: readonly Migration[], opts: Partial<TakeoverOptions> = {}): Promise<string[]> {
   const all = migrations ?? (await loadMigrations());
+  const takeover: TakeoverOptions = { widthS: 86_400, ahead: 2, ...opts };
   const client = await pool.connect();
   const applied: string[] = [];
   try {
@@ -43,6 +48,8 @@ export async function migrate(pool: pg.Pool, migrations?: readonly Migration[]):
            id integer primary key, name text not null, applied_at timestamptz not null default now())`,
       );
       const done = new Set((await client.query<{ id: number }>('select id from sluice_migration')).rows.map((r) => r.id));
+      // A legacy table that has never seen sluice gets its keys online first (src/db/takeover.ts).
+      if (!done.has(1) && (await prepareLegacyTable(client, takeover))) applied.push('takeover: legacy table prepared');
       for (const m of all) {
         if (done.has(m.id)) continue;
         await client.query('begin');
@@ -56,6 +63,8 @@ export async function migrate(pool: pg.Pool, migrations?: readonly Migration[]):
           throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
         }
       }
+      // Partitioned storage (sql/010) replaces a plain slu_reading online, after the migrations that define it.
+      if (all.some((m) => m.id === PARTITIONS_MIGRATION) && (await partitionReadings(client, takeover))) applied.push('takeover: slu_reading partitioned');
     } finally {
       await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     }

@@ -7,7 +7,6 @@ import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot
  * text column: the driver's cost is per column).
  */
 export type StreamRow = [packed: string];
-const STREAM_COLUMNS = `${PACKED_READING} as packed`;
 
 /** Where a stream row sorts: (xid, id), the order every feed read and catch-up page follows. */
 export function streamRowKey(row: StreamRow): [xid: number, id: number] {
@@ -34,6 +33,39 @@ function notInParams(s: Snapshot): [string, string, string[]] {
 }
 
 /**
+ * Where the hot partitions begin for a read from snapshot S (a timestamp, as text): rows at or after it are read
+ * directly, rows before it only through the late notes of sql/010 (see PartitionMap). '-infinity' reads every
+ * partition directly, which is always right, only slower.
+ */
+export type HotFrom = (since: Snapshot) => string;
+const ALL_PARTITIONS: HotFrom = () => '-infinity';
+
+/**
+ * The rows of `NOT_IN_S`, first `limit` in (xid, id) order, in two parts that never overlap: hot partitions
+ * (t >= hot, pruned when planned, so the read costs the same with 1 or 400 partitions) and the transactions noted
+ * as having written before `hot` (sql/010: a few index probes each, pruned at run time to the partitions their t
+ * range touches). Each part is ordered and limited on its own, so each is an index walk that stops early; with
+ * hot = -infinity (every partition hot) there is no second part. `extra` narrows both.
+ */
+function notInSRows(hot: string | null, hotParam: string, limitParam: string, extra = ''): string {
+  const direct = `select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
+      where r.t >= ${hotParam}::timestamp and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}`;
+  if (hot === '-infinity') return `select u.packed from (${direct}) u`;
+  const noted = `select p.packed, p.xid, p.id from sluice_reading_late l cross join lateral (
+        select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
+        where r.xid >= l.xid and r.xid <= l.xid and r.t >= l.lo and r.t <= l.hi and r.t < ${hotParam}::timestamp ${extra}
+        -- xid as a range and ordered and limited: an index walk on (xid, id) that stops early, whatever the
+        -- statistics say about how many rows one xid has (an adopted legacy table's rows all share xid 1: "=" made
+        -- the planner scan the id index instead), and a fence, so it is probed once per noted transaction instead
+        -- of being turned into a join over the partitions.
+        order by r.xid, r.id limit ${limitParam}
+      ) p
+      where l.xid >= $1::xid8 and (l.xid >= $2::xid8 or l.xid = any($3::xid8[]))
+      order by p.xid, p.id limit ${limitParam}`;
+  return `select u.packed from ((${direct}) union all (${noted})) u order by u.xid, u.id limit ${limitParam}`;
+}
+
+/**
  * Everything committed since snapshot `since`, up to the statement's own snapshot, which is returned as the
  * new position: rows visible now but not in `since`. Exactly the rows of the transactions that committed in
  * between, whatever their id order. `limit` bounds one call; when it is hit, `complete` is false and the caller
@@ -43,7 +75,7 @@ export async function readSince(
   db: pg.Pool | pg.PoolClient,
   since: Snapshot,
   limit: number,
-  opts: { prepared?: boolean } = {},
+  opts: { prepared?: boolean; hotFrom?: HotFrom } = {},
 ): Promise<{ snapshot: Snapshot; changes: string; rows: StreamRow[]; complete: boolean }> {
   // The snapshot must come from the very statement that reads the rows (pg_current_snapshot() is the
   // statement's own snapshot): taken in a second query it could include commits this read did not see. The
@@ -51,14 +83,16 @@ export async function readSince(
   // snapshot, so an UPDATE/DELETE/TRUNCATE is seen in the very read whose rows it shaped.
   // Prepared (named) only on the feed's own connection, which runs with plan_cache_mode=force_custom_plan: parsed
   // once, planned with the actual bounds every time (a generic plan scanned 10M rows).
+  const hot = (opts.hotFrom ?? ALL_PARTITIONS)(since);
   const res = await db.query<[string, string, string | null]>({
-    ...(opts.prepared ? { name: 'sluice_feed_read' } : {}),
+    // Two statements (with and without the noted part), so each prepared name has one text.
+    ...(opts.prepared ? { name: hot === '-infinity' ? 'sluice_feed_read_all' : 'sluice_feed_read' } : {}),
     rowMode: 'array',
-    text: `select s.snap, s.changes, r.* from (select pg_current_snapshot()::text as snap, ${CHANGES} as changes) s
+    text: `select s.snap, s.changes, r.packed from (select pg_current_snapshot()::text as snap, ${CHANGES} as changes) s
            left join lateral (
-             select ${STREAM_COLUMNS} from slu_reading r where ${NOT_IN_S} order by r.xid, r.id limit $4
+             ${notInSRows(hot, '$5', '$4')}
            ) r on true`,
-    values: [...notInParams(since), limit + 1],
+    values: [...notInParams(since), limit + 1, hot],
   });
   const snapText = res.rows[0]?.[0] ?? '';
   const snapshot = parseSnapshot(snapText);
@@ -75,17 +109,19 @@ export async function readSince(
  */
 export async function catchUpPage(
   db: pg.Pool | pg.PoolClient,
-  q: { since: Snapshot; upto: Snapshot; after: readonly [number, number]; sluIds: readonly number[] | null; limit: number },
+  q: { since: Snapshot; upto: Snapshot; after: readonly [number, number]; sluIds: readonly number[] | null; limit: number; hotFrom?: HotFrom },
 ): Promise<StreamRow[]> {
+  const extra = `and r.xid < $4::xid8 and pg_visible_in_snapshot(r.xid, $5::pg_snapshot)
+             and (r.xid, r.id) > ($6::xid8, $7::bigint)
+             ${q.sluIds ? 'and r.slu_id = any($10::int[])' : ''}`;
+  const hot = (q.hotFrom ?? ALL_PARTITIONS)(q.since);
   const res = await db.query<StreamRow>({
     rowMode: 'array',
-    text: `select ${STREAM_COLUMNS} from slu_reading r
-           where ${NOT_IN_S}
-             and r.xid < $4::xid8 and pg_visible_in_snapshot(r.xid, $5::pg_snapshot)
-             and (r.xid, r.id) > ($6::xid8, $7::bigint)
-             ${q.sluIds ? 'and r.slu_id = any($9::int[])' : ''}
-           order by r.xid, r.id limit $8`,
-    values: [...notInParams(q.since), String(q.upto.xmax), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit, ...(q.sluIds ? [q.sluIds] : [])],
+    text: notInSRows(hot, '$9', '$8', extra),
+    values: [
+      ...notInParams(q.since), String(q.upto.xmax), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit,
+      hot, ...(q.sluIds ? [q.sluIds] : []),
+    ],
   });
   return res.rows;
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { catchUpPage, streamRowKey, type StreamRow } from '../db/since.ts';
+import { catchUpPage, streamRowKey, type HotFrom, type StreamRow } from '../db/since.ts';
 import { formatPacked, PACKED_READING, readingT } from '../format/reading.ts';
 import { SluiceError } from '../errors.ts';
 import type { Cursor, HistoryCursor } from './cursor.ts';
@@ -13,6 +13,8 @@ export interface CatchUpOptions {
   readonly pageRows: number;
   /** Cursors older than this (by sluice_xid_clock, sql/007) are refused with 4410, seconds. */
   readonly windowS: number;
+  /** Where the hot partitions begin (PartitionMap.hotFrom); unset, every partition is read directly. */
+  readonly hotFrom?: HotFrom;
   /** Aborted when the client goes away: the page being read is cancelled in PostgreSQL, no further page is read. */
   readonly signal: AbortSignal;
   /**
@@ -47,7 +49,7 @@ export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: Repla
   let after: [number, number] = from.kind === 'paging' ? [from.xid, from.id] : [0, 0];
   for (;;) {
     for (;;) {
-      const rows = await cancellable(db, canceller, opts.signal, () => catchUpPage(db, { since, upto, after, sluIds, limit: opts.pageRows }));
+      const rows = await cancellable(db, canceller, opts.signal, () => catchUpPage(db, { since, upto, after, sluIds, limit: opts.pageRows, ...(opts.hotFrom ? { hotFrom: opts.hotFrom } : {}) }));
       if (rows.length === 0) break;
       after = streamRowKey(rows.at(-1) as StreamRow);
       const done = rows.length < opts.pageRows;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { catchUpPage, currentPosition, readSince, streamRowKey, type StreamRow } from '../db/since.ts';
+import { catchUpPage, currentPosition, readSince, streamRowKey, type HotFrom, type StreamRow } from '../db/since.ts';
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { formatPacked, keyId, keyXid, latestJson, packedKey, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
@@ -38,6 +38,8 @@ export interface FeedOptions {
   readonly pollIntervalMs: number;
   /** `pool` is the feed's own one-connection pool (set up for prepared statements): read with a named statement. */
   readonly prepared?: boolean;
+  /** Where the hot partitions begin (PartitionMap.hotFrom); unset, every partition is read directly. */
+  readonly hotFrom?: HotFrom;
 }
 
 export interface FeedEvents {
@@ -199,7 +201,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     }
     const from = this.snapshot;
     const started = performance.now();
-    const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true });
+    const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
     this.emit('read', (performance.now() - started) / 1000);
     if (first.changes !== this.changes) {
       const [readingsBefore, grantsBefore] = this.changes.split('/');
@@ -228,7 +230,7 @@ export class Feed extends EventEmitter<FeedEvents> {
 
   private async finishPaging(state: { from: Snapshot; q: Snapshot; after: [number, number] }): Promise<void> {
     for (;;) {
-      const rows = await catchUpPage(this.pool, { since: state.from, upto: state.q, after: state.after, sluIds: null, limit: this.opts.pageRows });
+      const rows = await catchUpPage(this.pool, { since: state.from, upto: state.q, after: state.after, sluIds: null, limit: this.opts.pageRows, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
       if (rows.length < this.opts.pageRows) {
         this.paging = undefined;
         this.snap = state.q;

@@ -38,9 +38,9 @@ export interface Live {
  * sessions subscribed to its SLUs (src/ws/session.ts) -> the socket. The feed starts at a snapshot; the latest
  * store is then filled by a scan that sees at least as much and kept current by every batch after it.
  */
-export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'>, log: Logger): Promise<Live> {
+export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'> & { partitions?: Database['partitions'] }, log: Logger): Promise<Live> {
   const cache = new ReadingCache(config.READING_CACHE_SIZE);
-  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared });
+  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
   const start = await feed.start();
   const latest = new LatestStore(() => latestPerSlu(db.pool, cache), log);
   const freshness = new Freshness();

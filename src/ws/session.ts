@@ -5,7 +5,7 @@ import { ErrorCodes, SluiceError, toSluiceError, type ErrorCode } from '../error
 import type { ReadingCache } from '../format/reading-cache.ts';
 import type { Hub, Subscriber } from '../hub/hub.ts';
 import { catchUp, ReplayAborted, replayHistory } from '../stream/catch-up.ts';
-import { currentSnapshot, type StreamRow } from '../db/since.ts';
+import { currentSnapshot, type HotFrom, type StreamRow } from '../db/since.ts';
 import type { ReplaySlots } from '../stream/replay-slots.ts';
 import { encodeCursor, type Cursor } from '../stream/cursor.ts';
 import { toStreamReading, type Batch, type StreamReading } from '../stream/feed.ts';
@@ -50,6 +50,8 @@ export interface ReplayDeps {
   readonly slots: ReplaySlots;
   /** Cursors older than this are refused with 4410, seconds. */
   readonly windowS: number;
+  /** Where the hot partitions begin (PartitionMap.hotFrom). */
+  readonly hotFrom?: HotFrom;
 }
 
 type Mode = 'catching-up' | 'live';
@@ -203,6 +205,7 @@ export class Session implements Subscriber {
         const opts = {
           pageRows: this.limits.catchUpPageRows,
           windowS: this.replay.windowS,
+          ...(this.replay.hotFrom ? { hotFrom: this.replay.hotFrom } : {}),
           signal: this.abort.signal,
           send: (rows: StreamRow[], cursor: Cursor) => {
             // Filtered again: a grant may have been revoked while this catch-up ran.

@@ -18,6 +18,9 @@ async function schemaFingerprint(pool: pg.Pool): Promise<string> {
   return JSON.stringify(r.rows[0]);
 }
 
+/** The covering index of sql/006 on any partition (its own name on the legacy partition, PostgreSQL's on the others). */
+const COVERING = /Index Only Scan using slu_reading_(\w*slu_t_v_idx|\w+_slu_id_t_id_xid_\w*idx) on slu_reading_/;
+
 describe('migrations', () => {
   it('are recorded, and applying them again (even concurrently) changes nothing', async () => {
     const all = await loadMigrations();
@@ -86,15 +89,15 @@ describe('migrations', () => {
         const n = q === RANGE_QUERY ? 4 : values.length;
         for (const sql of [q.keysSql, q.fullSql]) {
           const plan = (await c.query(`explain ${sql}`, values.slice(0, n))).rows.map((r) => r['QUERY PLAN']).join('\n');
-          expect(plan).toMatch(/Index Only Scan using slu_reading_slu_t_v_idx/);
+          expect(plan).toMatch(COVERING);
           plans.push(plan);
         }
       }
       await explain(LATEST_SQL);
-      expect(plans.at(-1)).toMatch(/Index Only Scan using slu_reading_slu_t_v_idx/);
+      expect(plans.at(-1)).toMatch(COVERING);
       for (const p of plans) {
-        expect(p).not.toMatch(/Seq Scan|Sort/);
-        expect(p).toMatch(/Index (Only )?Scan using slu_reading_slu_t_v_idx/);
+        expect(p).not.toMatch(/Seq Scan|(^|->\s+)Sort\s+\(/m);
+        expect(p).toMatch(COVERING);
       }
     } finally {
       c.release();
