@@ -8,7 +8,7 @@ import type { Hub } from './hub/hub.ts';
 import { Closers } from './lifecycle/closers.ts';
 import type { Listener } from './listen/listener.ts';
 import type { Logger } from './log.ts';
-import { healthReport, startGatewayOps, type HealthSources } from './ops/gateway-ops.ts';
+import { healthReport, isReady, startGatewayOps, type HealthSources } from './ops/gateway-ops.ts';
 import { Metrics } from './ops/metrics.ts';
 import { processStats } from './ops/process-stats.ts';
 import { startPartnerPort } from './partner-port.ts';
@@ -68,6 +68,10 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
         for (const s of stream?.sessions() ?? []) if (material.isDenied(s.partner)) s.close('SLUICE_ERR_CERT_REVOKED', 'this client certificate was revoked');
       }),
     );
+    // The database answers as far as the feed knows: false after a failed read, true again after a good one.
+    let dbOk = true;
+    live.feed.on('error', () => (dbOk = false));
+    live.feed.on('batch', () => (dbOk = true));
     const replays = new ReplaySlots(config.REPLAY_MAX_CONCURRENT, config.REPLAY_MAX_PER_PARTNER, config.REPLAY_WAIT_MS);
     let handshakes: HandshakeGuard | undefined;
     const metrics = new Metrics({
@@ -81,6 +85,9 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       replays: () => replays.running,
       tlsDegraded: () => tls.degraded !== undefined,
       pendingHandshakes: () => handshakes?.pending ?? 0,
+      listenerUp: () => live.listener.state === 'listening',
+      ready: () => isReady({ databaseOk: () => dbOk, listenerState: () => live.listener.state }),
+      tlsExpiry: () => ({ serverCertificate: tls.current.serverNotAfter, caCertificate: tls.current.caNotAfter, crlNextUpdate: tls.current.crlNextUpdate }),
     });
     live.observe({
       published: (notifyToSend, publish) => {
@@ -93,9 +100,6 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
     stream = port.stream;
     handshakes = port.handshakes;
 
-    let dbOk = true;
-    live.feed.on('error', () => (dbOk = false));
-    live.feed.on('batch', () => (dbOk = true));
     const stats = processStats();
     const sources: HealthSources = {
       databaseOk: () => dbOk,

@@ -29,9 +29,10 @@ export async function startGatewayProcess(
   databaseUrl: string,
   certDir: string,
   env: Record<string, string> = {},
-  opts: { grantAll?: readonly string[] } = {},
+  opts: { grantAll?: readonly string[]; port?: number; opsPort?: number } = {},
 ): Promise<{ port: number; opsPort: number; process: ChildProcess; stop(): Promise<void> }> {
-  const [port, opsPort] = [await freePort(), await freePort()];
+  // Fixed ports restart a gateway where a load balancer expects it; free ones otherwise.
+  const [port, opsPort] = [opts.port ?? (await freePort()), opts.opsPort ?? (await freePort())];
   // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=var/prof", profiles the gateway alone.
   const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   // The benchmark partner ('bench') may read every SLU; rate limits would measure themselves, so they are off.

@@ -17,6 +17,11 @@ export interface HealthSources {
   process(): Record<string, number>;
 }
 
+/** What /readyz's status (and sluice_ready) says: the database answers and LISTEN is in place. */
+export function isReady(h: Pick<HealthSources, 'databaseOk' | 'listenerState'>): boolean {
+  return h.databaseOk() && h.listenerState() === 'listening';
+}
+
 /**
  * /readyz of one process: ready only while the database answers and LISTEN is in place. TLS is reported but not
  * part of `ready`: the previous, good material still serves, and a bad file pushed to every gateway at once
@@ -26,7 +31,7 @@ export function healthReport(h: HealthSources): Health {
   const tls = h.tlsDegraded();
   const listener = h.listenerState();
   return {
-    ready: h.databaseOk() && listener === 'listening',
+    ready: isReady(h),
     database: h.databaseOk() ? 'ok' : 'unreachable',
     listener,
     listenerReconnects: h.listenerReconnects(),

@@ -16,6 +16,22 @@ export interface MetricSources {
   readonly tlsDegraded?: () => boolean;
   /** Connections still in the TLS handshake (the handshake guard's count). */
   readonly pendingHandshakes?: () => number;
+  /** True while LISTEN is in place (the listener's state is `listening`). */
+  readonly listenerUp: () => boolean;
+  /** True while /readyz answers 200: the database answers and LISTEN is in place (see healthReport). */
+  readonly ready: () => boolean;
+  /** When the TLS material in use stops working (the certificates and CRL loaded now, so after every reload). */
+  readonly tlsExpiry: () => TlsExpiry;
+}
+
+/** The dates after which the loaded TLS material fails handshakes: sluice_tls_expiry_timestamp_seconds{material}. */
+export interface TlsExpiry {
+  /** TLS_CERT's notAfter: clients refuse the gateway. */
+  readonly serverCertificate: Date;
+  /** The earliest notAfter in TLS_CA: OpenSSL refuses every partner certificate of that CA. */
+  readonly caCertificate: Date;
+  /** The earliest nextUpdate in TLS_CRL: OpenSSL refuses every handshake of that CA's partners (absent without a CRL). */
+  readonly crlNextUpdate?: Date | undefined;
 }
 
 /**
@@ -95,6 +111,33 @@ export class Metrics {
       aggregator: 'max', // degraded in any worker
       collect() {
         this.set(src.tlsDegraded?.() ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'sluice_listener_up', help: '1 while the LISTEN connection is in place (new readings arrive at once); 0 while it connects or reconnects.', registers: [r],
+      aggregator: 'min', // down in any worker: that worker's clients wait for the poll
+      collect() {
+        this.set(src.listenerUp() ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'sluice_ready', help: '1 while /readyz answers 200 (database answers, LISTEN in place): what a load balancer\'s health check sees; 0 otherwise.', registers: [r],
+      aggregator: 'min', // the primary's /readyz is 200 only when every worker is ready
+      collect() {
+        this.set(src.ready() ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'sluice_tls_expiry_timestamp_seconds',
+      help: 'When the TLS material in use stops working, Unix seconds: server_certificate and ca_certificate notAfter (the earliest CA in TLS_CA), crl nextUpdate (the earliest CRL; absent without TLS_CRL). Alert on it minus time().',
+      labelNames: ['material'], registers: [r],
+      aggregator: 'min', // every worker loads the same files; during a reload the older material is the one to worry about
+      collect() {
+        this.reset();
+        const e = src.tlsExpiry();
+        this.set({ material: 'server_certificate' }, e.serverCertificate.getTime() / 1000);
+        this.set({ material: 'ca_certificate' }, e.caCertificate.getTime() / 1000);
+        if (e.crlNextUpdate) this.set({ material: 'crl' }, e.crlNextUpdate.getTime() / 1000);
       },
     });
     this.notifyToSend = new client.Histogram({

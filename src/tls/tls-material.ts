@@ -51,6 +51,9 @@ export class TlsMaterial {
     private readonly revokedSerials: ReadonlySet<string>,
     private readonly deniedFingerprints: ReadonlySet<string>,
     readonly serverNotAfter: Date,
+    /** The earliest notAfter of the CA certificates in TLS_CA: past it, that CA's partners are all refused. */
+    readonly caNotAfter: Date,
+    /** The earliest nextUpdate of the CRLs in TLS_CRL (undefined without a CRL, or when none sets one). */
     readonly crlNextUpdate: Date | undefined,
   ) {}
 
@@ -146,7 +149,8 @@ export class TlsMaterial {
     } catch (err) {
       throw new Error(`OpenSSL refuses the TLS files together (TLS_CA, TLS_CERT, TLS_KEY, TLS_CRL): ${(err as Error).message}`, { cause: err });
     }
-    return new TlsMaterial(options, revoked, denied, serverNotAfter, crlNextUpdate);
+    const caNotAfter = new Date(Math.min(...caCerts.map((c) => c.notAfter.getTime())));
+    return new TlsMaterial(options, revoked, denied, serverNotAfter, caNotAfter, crlNextUpdate);
   }
 
   /** True when the partner's certificate is in the CRL or on the fingerprint deny-list. */
