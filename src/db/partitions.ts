@@ -132,3 +132,35 @@ export function startPartitionMaintenance(pool: pg.Pool, policy: PartitionPolicy
   timer.unref();
   return { close: () => clearInterval(timer), runNow: run };
 }
+
+/**
+ * Partitions for the past, from `from` up to the oldest partition, on its grid: for an import of old readings or
+ * a benchmark's history (rows already in the default partition move in with their id, xid and values). Refused
+ * while the legacy partition of a takeover still covers everything before its cutoff.
+ */
+export async function addPartitionsFrom(pool: pg.Pool, from: string, widthS: number, lockTimeoutMs = 1000): Promise<string[]> {
+  const c = await pool.connect();
+  try {
+    const r = await c.query<{ legacy: boolean; oldest: string | null; first: string | null }>(
+      `select exists (select 1 from sluice_partition where lo is null) as legacy,
+              to_char(min(lo), 'YYYY-MM-DD HH24:MI:SS') as oldest,
+              to_char(date_bin(make_interval(secs => $2::float8), $1::timestamp, min(lo)), 'YYYY-MM-DD HH24:MI:SS') as first
+       from sluice_partition`,
+      [from, widthS],
+    );
+    const row = r.rows[0];
+    if (row?.legacy) throw new Error('the legacy partition of the takeover covers every time before its cutoff; it goes with the retention');
+    if (!row?.oldest || !row.first) throw new Error('slu_reading is not partitioned yet (run the migrations)');
+    const made: string[] = [];
+    await c.query(`set statement_timeout = 0`);
+    for (let lo = row.first; lo < row.oldest; ) {
+      const hi = (await c.query<{ hi: string }>(`select to_char(least($1::timestamp + make_interval(secs => $2::float8), $3::timestamp), 'YYYY-MM-DD HH24:MI:SS') as hi`, [lo, widthS, row.oldest])).rows[0]?.hi as string;
+      const name = await withShortLocks(c, lockTimeoutMs, async () => (await c.query<{ n: string | null }>('select sluice_add_partition($1, $2) as n', [lo, hi])).rows[0]?.n);
+      if (name) made.push(name);
+      lo = hi;
+    }
+    return made;
+  } finally {
+    c.release();
+  }
+}

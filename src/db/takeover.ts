@@ -187,12 +187,26 @@ async function switchToPartitioned(c: pg.ClientBase, cutoff: string, opts: Takeo
   await c.query(`create index slu_reading_slu_t_v_idx ${COVERING_INDEX_DEF}`);
   // Uses the validated check: no scan. The old table's indexes are the same as the new ones and become their
   // partitions (no build).
-  await c.query(`alter table slu_reading attach partition slu_reading_legacy for values from (minvalue) to ('${cutoff}')`);
-  await c.query(`insert into sluice_partition (name, lo, hi) values ('slu_reading_legacy', null, $1) on conflict (name) do nothing`, [cutoff]);
+  // An empty old table (a fresh install) is not kept: partitions start at the period holding now, and anything
+  // older goes to the default partition until someone adds partitions for it (npm run db -- partitions --from).
+  // A non-empty one is attached as it is, using the validated check: no scan; its indexes are the same as the
+  // new ones and become their partitions (no build).
+  const empty = (await c.query(`select not exists (select 1 from slu_reading_legacy) as e`)).rows[0]?.e === true;
+  let first = cutoff;
+  if (empty) {
+    await c.query(`drop table slu_reading_legacy`);
+    first = (await c.query<{ lo: string }>(
+      `select to_char(date_bin(make_interval(secs => $1::float8), now() at time zone 'utc', timestamp '2000-01-01'), 'YYYY-MM-DD HH24:MI:SS') as lo`,
+      [opts.widthS],
+    )).rows[0]?.lo as string;
+  } else {
+    await c.query(`alter table slu_reading attach partition slu_reading_legacy for values from (minvalue) to ('${cutoff}')`);
+    await c.query(`insert into sluice_partition (name, lo, hi) values ('slu_reading_legacy', null, $1) on conflict (name) do nothing`, [cutoff]);
+  }
   await c.query(`create table slu_reading_default partition of slu_reading default`);
   await c.query(`create trigger sluice_reading_late after insert or update on slu_reading_default for each row execute function sluice_note_late()`);
   await c.query(`select sluice_install_reading_triggers()`);
   for (let i = 0; i <= opts.ahead; i++) {
-    await c.query(`select sluice_add_partition($1::timestamp + make_interval(secs => $2::float8 * $3::int), $1::timestamp + make_interval(secs => $2::float8 * ($3::int + 1)))`, [cutoff, opts.widthS, i]);
+    await c.query(`select sluice_add_partition($1::timestamp + make_interval(secs => $2::float8 * $3::int), $1::timestamp + make_interval(secs => $2::float8 * ($3::int + 1)))`, [first, opts.widthS, i]);
   }
 }

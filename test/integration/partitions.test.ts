@@ -22,7 +22,8 @@ let gateway: Gateway;
 let partner: CertAndKey;
 let http: ReturnType<typeof httpsClient>;
 const streams: StreamClient[] = [];
-let cutoff: string; // where the legacy partition ends and the first regular one starts
+let cutoff: string; // where the first partition starts (a fresh install: the period that held "now" at migration)
+let first: string; // its name
 const DAY = 86_400;
 
 beforeAll(async () => {
@@ -30,7 +31,8 @@ beforeAll(async () => {
   partner = await pki.client('acme');
   ({ gateway } = await startTestGateway(db.url, pki, { REST_RATE_LIMIT: '0', FEED_POLL_INTERVAL_MS: '100' }));
   http = httpsClient({ port: gateway.port, ca: pki.ca.certPem, client: partner });
-  cutoff = (await db.pool.query<{ hi: string }>(`select to_char(hi, 'YYYY-MM-DD HH24:MI:SS') as hi from sluice_partition where name = 'slu_reading_legacy'`)).rows[0]?.hi as string;
+  const p = (await db.pool.query<{ lo: string; name: string }>(`select to_char(lo, 'YYYY-MM-DD HH24:MI:SS') as lo, name from sluice_partition order by lo limit 1`)).rows[0];
+  [cutoff, first] = [p?.lo as string, p?.name as string];
 });
 afterAll(async () => {
   http?.close();
@@ -57,14 +59,14 @@ async function write(sluId: number, tSql: string): Promise<number> {
 const where = async (v1: number) => (await db.pool.query<{ p: string }>(`select tableoid::regclass::text as p from slu_reading where v1 = $1`, [v1])).rows.map((r) => r.p);
 
 describe('partitioned storage', () => {
-  it('is a partitioned table: the legacy partition, partitions ahead, a default one; writers insert any t as before', async () => {
+  it('a fresh install is partitioned from the current period on, with partitions ahead and a default one; writers insert any t as before', async () => {
     const parts = (await db.pool.query<{ p: string }>(`select inhrelid::regclass::text as p from pg_inherits where inhparent = 'slu_reading'::regclass order by 1`)).rows.map((r) => r.p);
-    expect(parts).toContain('slu_reading_legacy');
+    expect(parts).not.toContain('slu_reading_legacy'); // the empty table of a fresh install is not kept
     expect(parts).toContain('slu_reading_default');
     expect(parts.filter((p) => /^slu_reading_p\d{8}_\d{4}$/.test(p)).length).toBeGreaterThanOrEqual(3);
-    expect(await where(await write(1, `(now() at time zone 'utc')`))).toEqual(['slu_reading_legacy']); // before the cutoff
-    expect((await where(await write(1, at(3600))))[0]).toMatch(/^slu_reading_p\d{8}_0000$/);
-    expect(await where(await write(1, `timestamp '1999-12-31 23:59:59'`))).toEqual(['slu_reading_legacy']);
+    expect(await where(await write(1, `(now() at time zone 'utc')`))).toEqual([first]);
+    expect((await where(await write(1, at(DAY + 3600))))[0]).toMatch(/^slu_reading_p\d{8}_0000$/);
+    expect(await where(await write(1, `timestamp '1999-12-31 23:59:59'`))).toEqual(['slu_reading_default']); // before every partition
     expect(await where(await write(1, `timestamp '9000-01-01'`))).toEqual(['slu_reading_default']);
     // Positional inserts in the legacy column order and the default t still work.
     await db.pool.query(`insert into slu_reading values (1, '2023-01-27 17:00:07', 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 424242, 1)`);
@@ -74,7 +76,7 @@ describe('partitioned storage', () => {
 
   it('/time and /rows read across partition boundaries; a range inside one partition plans only that partition', async () => {
     const slu = 501;
-    const offsets = [-7200, -1, 0, 3600, DAY - 1, DAY, DAY + 3600];
+    const offsets = [-7200, -1, 0, 3600, DAY - 1, DAY, DAY + 3600]; // the default partition, then two partitions
     for (const o of offsets) await write(slu, at(o));
     const expected = (await db.pool.query<{ v1: number }>(`select v1 from slu_reading where slu_id = $1 order by t desc, id desc`, [slu])).rows.map((r) => r.v1);
     expect(expected).toHaveLength(offsets.length);
@@ -108,11 +110,11 @@ describe('partitioned storage', () => {
     const before = live.cursor as string;
     // Two days on: the legacy partition and the first regular ones turn cold (their writes are noted from now on).
     const r = await maintain(2 * DAY);
-    expect(r?.cold).toContain('slu_reading_legacy');
+    expect(r?.cold).toContain(first);
     const snap = await currentSnapshot(db.pool);
     expect(gateway.partitions.hotFrom(snap)).not.toBe('-infinity'); // so this test exercises the notes
     const written: number[] = [];
-    written.push(await write(slu, `timestamp '2001-02-03 04:05:06'`)); // cold: the legacy partition
+    written.push(await write(slu, `timestamp '2001-02-03 04:05:06'`)); // the default partition (noted)
     written.push(await write(slu, at(3600))); // cold: the first regular partition
     written.push(await write(slu, at(2 * DAY + 600))); // hot
     written.push(await write(slu, `timestamp '9000-01-01'`)); // the default partition (always noted)
@@ -162,23 +164,25 @@ describe('partitioned storage', () => {
         await db.pool.query(`insert into slu_reading (slu_id, v1) values (702, $1)`, [writes]).then(() => writes++, (e: Error) => errors.push(e.message));
       }
     })();
-    // Four days on with a retention of two: the legacy partition and the first two regular ones go.
+    // Four days on with a retention of two: the first two partitions go, and the default partition's old rows.
     const r = await maintain(4 * DAY, { retentionS: 2 * DAY });
     writing = false;
     await writer;
     expect(errors).toEqual([]);
     expect(writes).toBeGreaterThan(0);
-    expect(r?.dropped.map((d) => d.name)).toContain('slu_reading_legacy');
-    expect(r?.dropped.length).toBe(3);
+    expect(r?.dropped.map((d) => d.name)[0]).toBe(first);
+    expect(r?.dropped.length).toBe(2);
+    expect(r?.defaultRowsDeleted).toBeGreaterThan(0); // 1999, 2001, 1990
+    expect((await db.pool.query(`select count(*)::int as n from slu_reading where t < timestamp '2002-01-01'`)).rows[0].n).toBe(0);
     const parts = (await db.pool.query<{ p: string }>(`select inhrelid::regclass::text as p from pg_inherits where inhparent = 'slu_reading'::regclass`)).rows.map((x) => x.p);
-    expect(parts).not.toContain('slu_reading_legacy');
+    expect(parts).not.toContain(first);
     expect((await db.pool.query(`select count(*)::int as n from slu_reading where v1 = $1`, [oldRow])).rows[0].n).toBe(0);
     const rows = await http.get(`/cityxchange/rows?slu_id=${slu}&cnt=10`);
     expect((JSON.parse(rows.body) as { data: Array<{ v1: number }> }).data.map((x) => x.v1)).toEqual([keep]);
     const latest = await http.get(`/cityxchange/latest`);
     const newest = new Map((JSON.parse(latest.body) as Array<{ slu_id: number; v1: number }>).map((x) => [x.slu_id, x.v1]));
     expect(newest.get(slu)).toBe(keep);
-    // Every SLU's /latest is what the table holds now (501's rows before two days after the cutoff are gone).
+    // Every SLU's /latest is what the table holds now (501's rows of the first two days are gone).
     const sql = await db.pool.query<{ slu_id: number; v1: number }>(`select distinct on (slu_id) slu_id, v1 from slu_reading order by slu_id, t desc, id desc`);
     expect(Object.fromEntries(newest)).toEqual(Object.fromEntries(sql.rows.map((x) => [x.slu_id, x.v1])));
     const expired = new StreamClient(gateway.port, { ca: pki.ca.certPem, client: partner, query: `slu_id=${slu}&since=${encodeURIComponent(old)}` });
