@@ -28,6 +28,7 @@ export interface TakeoverOptions {
 }
 
 const LOCK_NOT_AVAILABLE = '55P03';
+const CHECK_VIOLATION = '23514';
 
 /** Runs `fn` in a transaction with a short lock_timeout, again (with backoff) while a lock is not available. */
 export async function withShortLocks<T>(c: pg.ClientBase, timeoutMs: number, fn: () => Promise<T>, attempts = 200): Promise<T> {
@@ -137,19 +138,33 @@ export async function partitionReadings(c: pg.ClientBase, opts: TakeoverOptions)
   // clock ahead by more than a period) and are inserted right after the switch.
   await withShortLocks(c, lockMs, async () => {
     await c.query(`create table if not exists sluice_reading_overflow (like slu_reading including defaults)`);
+    await c.query(`alter table sluice_reading_overflow alter column t drop not null`);
     await c.query(`drop trigger if exists sluice_takeover_overflow on slu_reading`);
     await c.query(`create trigger sluice_takeover_overflow before insert on slu_reading
-      for each row when (new.t >= '${cutoff}'::timestamp) execute function sluice_takeover_overflow()`);
+      for each row when (new.t >= '${cutoff}'::timestamp or new.t is null) execute function sluice_takeover_overflow()`);
     await c.query(`alter table slu_reading drop constraint if exists sluice_legacy_bound`);
     await c.query(`alter table slu_reading add constraint sluice_legacy_bound check (t is not null and t < '${cutoff}'::timestamp) not valid`);
   });
   // Reads every row, but holds only SHARE UPDATE EXCLUSIVE: inserts go on.
-  await c.query(`alter table slu_reading validate constraint sluice_legacy_bound`);
+  try {
+    await c.query(`alter table slu_reading validate constraint sluice_legacy_bound`);
+  } catch (err) {
+    if ((err as { code?: string }).code !== CHECK_VIOLATION) throw err;
+    // Rows no range partition can hold: t null (a legacy table without a default for t) or already past the
+    // cutoff (a writer's clock ahead). They wait aside with the others: the latter go to their partition after
+    // the switch, the former (a reading without a time is served by no endpoint) to sluice_reading_untimed.
+    const moved = await c.query(`with m as (delete from slu_reading where t is null or t >= '${cutoff}'::timestamp returning *)
+      insert into sluice_reading_overflow select * from m`);
+    say('partitioning slu_reading: rows with no t or a t past the cutoff set aside', { rows: moved.rowCount });
+    await c.query(`alter table slu_reading validate constraint sluice_legacy_bound`);
+  }
   say('partitioning slu_reading: switching');
   await withShortLocks(c, lockMs, () => switchToPartitioned(c, cutoff, opts));
   await c.query('begin');
   try {
-    const moved = await c.query(`insert into slu_reading select * from sluice_reading_overflow`);
+    const untimed = await c.query(`create table if not exists sluice_reading_untimed as select * from sluice_reading_overflow where t is null`);
+    if (untimed.rowCount) say('partitioning slu_reading: rows without t kept aside in sluice_reading_untimed', { rows: untimed.rowCount });
+    const moved = await c.query(`insert into slu_reading select * from sluice_reading_overflow where t is not null`);
     await c.query(`drop table sluice_reading_overflow`);
     await c.query('commit');
     if (moved.rowCount) say('partitioning slu_reading: rows written ahead of the cutoff moved in', { rows: moved.rowCount });
@@ -173,6 +188,7 @@ async function switchToPartitioned(c: pg.ClientBase, cutoff: string, opts: Takeo
   const identity = (await c.query<{ i: string }>(`select attidentity::text as i from pg_attribute where attrelid = 'slu_reading'::regclass and attname = 'id'`)).rows[0]?.i;
   if (identity) await c.query(`alter table slu_reading alter column id drop identity if exists`);
   await c.query(`alter table slu_reading alter column id set default nextval('sluice_reading_id_seq')`);
+  await c.query(`alter table slu_reading alter column t set not null`); // proved by the validated check: no scan
   await c.query(`alter table slu_reading rename to slu_reading_legacy`);
   const idx = await c.query<{ name: string }>(`select indexrelid::regclass::text as name from pg_index where indrelid = 'slu_reading_legacy'::regclass`);
   for (const { name } of idx.rows) {
@@ -182,6 +198,9 @@ async function switchToPartitioned(c: pg.ClientBase, cutoff: string, opts: Takeo
     await c.query(`drop trigger if exists ${t} on slu_reading_legacy`);
   }
   await c.query(`create table slu_reading (like slu_reading_legacy including defaults) partition by range (t)`);
+  // t is never null in a partition (the legacy one's validated check proves it, so no scan): a reading always
+  // has a time, which every endpoint and the stream's partition bound rely on.
+  await c.query(`alter table slu_reading alter column t set not null`);
   await c.query(`alter sequence sluice_reading_id_seq owned by slu_reading.id`); // so TRUNCATE ... RESTART IDENTITY restarts it
   await c.query(`create index slu_reading_xid_idx on slu_reading (xid, id)`);
   await c.query(`create index slu_reading_slu_t_v_idx ${COVERING_INDEX_DEF}`);
