@@ -106,6 +106,32 @@ export class Metrics {
         }
       },
     });
+    // Partitions (sql/010): how far ahead they are made (under a width, writes are about to land in the default
+    // partition: the maintenance is failing) and what the default partition holds (old or far-future t).
+    new client.Gauge({
+      name: 'sluice_partitions_ahead_seconds', help: 'How far past now the newest partition of slu_reading ends, seconds (the maintenance keeps PARTITIONS_AHEAD widths).', registers: [r],
+      aggregator: 'min',
+      async collect() {
+        try {
+          const res = await src.pool.query<{ s: string | null }>(`select extract(epoch from max(hi) - (now() at time zone 'utc'))::text as s from sluice_partition`);
+          this.set(res.rows[0]?.s == null ? Number.NaN : Number(res.rows[0].s));
+        } catch {
+          this.set(Number.NaN);
+        }
+      },
+    });
+    new client.Gauge({
+      name: 'sluice_default_partition_rows', help: 'Rows in the default partition of slu_reading (estimate): readings whose t no partition covers.', registers: [r],
+      aggregator: 'max',
+      async collect() {
+        try {
+          const res = await src.pool.query<{ n: string | null }>(`select greatest(reltuples, 0)::bigint::text as n from pg_class where oid = to_regclass('slu_reading_default')`);
+          this.set(Number(res.rows[0]?.n ?? 0));
+        } catch {
+          this.set(Number.NaN);
+        }
+      },
+    });
     new client.Gauge({
       name: 'sluice_tls_degraded', help: '1 while the last TLS reload was refused (the previous certificates and CRL still serve) or the CRL is out of date; 0 otherwise.', registers: [r],
       aggregator: 'max', // degraded in any worker

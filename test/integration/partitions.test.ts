@@ -68,6 +68,10 @@ describe('partitioned storage', () => {
     expect((await where(await write(1, at(DAY + 3600))))[0]).toMatch(/^slu_reading_p\d{8}_0000$/);
     expect(await where(await write(1, `timestamp '1999-12-31 23:59:59'`))).toEqual(['slu_reading_default']); // before every partition
     expect(await where(await write(1, `timestamp '9000-01-01'`))).toEqual(['slu_reading_default']);
+    // The metric the alert on a failing maintenance watches: partitions end two to three days from now.
+    const ahead = Number(/^sluice_partitions_ahead_seconds (\S+)$/m.exec(await gateway.metrics.registry.getSingleMetricAsString('sluice_partitions_ahead_seconds'))?.[1]);
+    expect(ahead).toBeGreaterThan(2 * DAY);
+    expect(ahead).toBeLessThanOrEqual(3 * DAY);
     // Positional inserts in the legacy column order and the default t still work.
     await db.pool.query(`insert into slu_reading values (1, '2023-01-27 17:00:07', 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 424242, 1)`);
     await db.pool.query(`insert into slu_reading (slu_id, v1) values (1, 434343)`);
