@@ -43,25 +43,17 @@ const ALL_PARTITIONS: HotFrom = () => '-infinity';
 /**
  * The rows of `NOT_IN_S`, first `limit` in (xid, id) order, in two parts that never overlap: hot partitions
  * (t >= hot, pruned when planned, so the read costs the same with 1 or 400 partitions) and the transactions noted
- * as having written before `hot` (sql/010: a few index probes each, pruned at run time to the partitions their t
- * range touches). Each part is ordered and limited on its own, so each is an index walk that stops early; with
- * hot = -infinity (every partition hot) there is no second part. `extra` narrows both.
+ * as having written before `hot` (sql/010), read by sluice_noted_rows (sql/011), which plans each one's t range
+ * on its own. Each part is ordered and limited, so each is an index walk that stops early; with hot = -infinity
+ * (every partition hot) there is no second part. `extra` narrows the direct part; `notedArgs` (the function's
+ * optional arguments, as SQL) the noted one in the same way.
  */
-function notInSRows(hot: string | null, hotParam: string, limitParam: string, extra = ''): string {
+function notInSRows(hot: string, hotParam: string, limitParam: string, extra = '', notedArgs = ''): string {
   const direct = `select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
       where r.t >= ${hotParam}::timestamp and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}`;
   if (hot === '-infinity') return `select u.packed from (${direct}) u`;
-  const noted = `select p.packed, p.xid, p.id from sluice_reading_late l cross join lateral (
-        select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
-        where r.xid >= l.xid and r.xid <= l.xid and r.t >= l.lo and r.t <= l.hi and r.t < ${hotParam}::timestamp ${extra}
-        -- xid as a range and ordered and limited: an index walk on (xid, id) that stops early, whatever the
-        -- statistics say about how many rows one xid has (an adopted legacy table's rows all share xid 1: "=" made
-        -- the planner scan the id index instead), and a fence, so it is probed once per noted transaction instead
-        -- of being turned into a join over the partitions.
-        order by r.xid, r.id limit ${limitParam}
-      ) p
-      where l.xid >= $1::xid8 and (l.xid >= $2::xid8 or l.xid = any($3::xid8[]))
-      order by p.xid, p.id limit ${limitParam}`;
+  const noted = `select ${PACKED_READING} as packed, r.xid, r.id
+      from sluice_noted_rows($1::xid8, $2::xid8, $3::xid8[], ${hotParam}::timestamp, ${limitParam}::int${notedArgs}) r`;
   return `select u.packed from ((${direct}) union all (${noted})) u order by u.xid, u.id limit ${limitParam}`;
 }
 
@@ -117,7 +109,7 @@ export async function catchUpPage(
   const hot = (q.hotFrom ?? ALL_PARTITIONS)(q.since);
   const res = await db.query<StreamRow>({
     rowMode: 'array',
-    text: notInSRows(hot, '$9', '$8', extra),
+    text: notInSRows(hot, '$9', '$8', extra, `, $4::xid8, $5::pg_snapshot, $6::xid8, $7::bigint, ${q.sluIds ? '$10::int[]' : 'null'}`),
     values: [
       ...notInParams(q.since), String(q.upto.xmax), formatSnapshot(q.upto), String(q.after[0]), String(q.after[1]), q.limit,
       hot, ...(q.sluIds ? [q.sluIds] : []),
