@@ -43,6 +43,8 @@ export async function startPartnerPort(
     isRevoked,
     metrics,
     timeMaxRows: config.TIME_MAX_ROWS,
+    // Two partition widths back: an SLU that reports has its newest readings there (src/db/rows.ts).
+    recentFrom: () => new Date(Date.now() - 2 * config.PARTITION_WIDTH * 1000).toISOString().replace('T', ' ').slice(0, 19),
     rateLimitPerSecond: config.REST_RATE_LIMIT,
     fresh: { freshness: live.freshness, sync: () => live.feed.syncWithin(config.FEED_SYNC_WAIT_MS) },
     cache: live.cache,

@@ -49,9 +49,15 @@ const ALL_PARTITIONS: HotFrom = () => '-infinity';
  * optional arguments, as SQL) the noted one in the same way.
  */
 function notInSRows(hot: string, hotParam: string, limitParam: string, extra = '', notedArgs = ''): string {
+  if (hot === '-infinity') {
+    return `select u.packed from (select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
+      where r.t >= ${hotParam}::timestamp and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}) u`;
+  }
+  // [hot, end of the last partition): the upper bound, read in this statement's snapshot, prunes the default
+  // partition when the plan starts (its rows are all noted, and read through the notes).
   const direct = `select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
-      where r.t >= ${hotParam}::timestamp and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}`;
-  if (hot === '-infinity') return `select u.packed from (${direct}) u`;
+      where r.t >= ${hotParam}::timestamp and r.t < (select coalesce(max(p.hi), 'infinity') from sluice_partition p)
+        and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}`;
   const noted = `select ${PACKED_READING} as packed, r.xid, r.id
       from sluice_noted_rows($1::xid8, $2::xid8, $3::xid8[], ${hotParam}::timestamp, ${limitParam}::int${notedArgs}) r`;
   return `select u.packed from ((${direct}) union all (${noted})) u order by u.xid, u.id limit ${limitParam}`;

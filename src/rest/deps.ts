@@ -24,6 +24,11 @@ export interface RestDeps {
   readonly fresh?: { readonly freshness: Freshness; /** false when the feed did not catch up in time */ sync(): Promise<boolean> };
   /** Bytes of serialised /rows bodies kept for reuse (default 64 MiB). */
   readonly bodyCacheBytes?: number;
+  /**
+   * Where "recent" starts for /rows (a UTC timestamp literal): its newest readings are looked for from there first,
+   * so the query plans only the partitions from there on. Absent: the whole table at once.
+   */
+  readonly recentFrom?: () => string;
   /** Rows per /time page. */
   readonly timeMaxRows: number;
   /** Formatted readings by version key, shared with the stream. */

@@ -38,8 +38,8 @@ export async function registerReadingRoutes(app: FastifyInstance, deps: RestDeps
       if (hit?.mark && (await fresh.sync()) && fresh.freshness.unchangedSince(sluId, hit.mark)) return reply.type(JSON_TYPE).send(hit.body);
     }
     const mark = fresh?.freshness.mark(); // before the query: the body will hold everything the feed had by now
-    const ids = await newestIds(deps.pool, sluId, cnt);
-    let body = bodies.get(key, ids, mark);
+    const ids = await newestIds(deps.pool, sluId, cnt, deps.recentFrom?.());
+    let body = bodies.get(key, ids.keys, mark);
     if (!body) {
       const rows = await newestRows(deps.pool, deps.cache, sluId, cnt, ids);
       body = Buffer.from(wrapperJson(rows.map((r) => r.formatted), sluId));
