@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { partitionReadings, prepareLegacyTable, type TakeoverOptions } from './takeover.ts';
+import { repairFutureXids } from './restore.ts';
+import { maintenanceClient, partitionReadings, prepareLegacyTable, putBackAside, type TakeoverOptions } from './takeover.ts';
 
 /** Where the forward-only migrations live: sql/NNN_name.sql, applied in file-name order. */
 export const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
@@ -38,7 +39,8 @@ export async function loadMigrations(dir = SQL_DIR): Promise<Migration[]> {
 export async function migrate(pool: pg.Pool, migrations?: readonly Migration[], opts: Partial<TakeoverOptions> = {}): Promise<string[]> {
   const all = migrations ?? (await loadMigrations());
   const takeover: TakeoverOptions = { widthS: 86_400, ahead: 2, ...opts };
-  const client = await pool.connect();
+  // Its own connection without the pool's query timeouts: a takeover validates a big table in one statement.
+  const client = await maintenanceClient(pool);
   const applied: string[] = [];
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
@@ -64,12 +66,18 @@ export async function migrate(pool: pg.Pool, migrations?: readonly Migration[], 
         }
       }
       // Partitioned storage (sql/010) replaces a plain slu_reading online, after the migrations that define it.
-      if (all.some((m) => m.id === PARTITIONS_MIGRATION) && (await partitionReadings(client, takeover))) applied.push('takeover: slu_reading partitioned');
+      if (all.some((m) => m.id === PARTITIONS_MIGRATION)) {
+        if (await partitionReadings(client, takeover)) applied.push('takeover: slu_reading partitioned');
+        else await putBackAside(client, takeover.onProgress); // a takeover interrupted right after its switch
+      }
+      // A restore onto another cluster: rows whose xid this cluster has not reached (src/db/restore.ts).
+      const repaired = await repairFutureXids(client);
+      if (repaired > 0) applied.push(`restore: ${repaired} rows from another cluster's future made history`);
     } finally {
       await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     }
   } finally {
-    client.release();
+    await client.end().catch(() => undefined);
   }
   return applied;
 }

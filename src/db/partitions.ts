@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { withShortLocks } from './takeover.ts';
+import { maintenanceClient, withShortLocks } from './takeover.ts';
 
 /** What the partition maintenance needs to know (from PARTITION_* and RETENTION). */
 export interface PartitionPolicy {
@@ -36,35 +36,35 @@ const NOW = (p: PartitionPolicy) => (p.now ? `'${p.now.replace(/'/g, '')}'::time
  * undefined when another process holds the maintenance lock, or slu_reading is not partitioned yet.
  */
 export async function maintainPartitions(pool: pg.Pool, policy: PartitionPolicy): Promise<MaintenanceReport | undefined> {
-  const c = await pool.connect();
+  const c = await maintenanceClient(pool);
   try {
     const locked = (await c.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [MAINTENANCE_LOCK])).rows[0]?.ok;
     if (!locked) return undefined;
     try {
       const kind = (await c.query<{ k: string | null }>(`select (select relkind::text from pg_class where oid = to_regclass('slu_reading')) as k`)).rows[0]?.k;
       if (kind !== 'p') return undefined;
-      await c.query(`set statement_timeout = 0`);
       return await maintainOnce(c, policy);
     } finally {
       await c.query('select pg_advisory_unlock($1)', [MAINTENANCE_LOCK]).catch(() => undefined);
     }
   } finally {
-    c.release();
+    await c.end().catch(() => undefined);
   }
 }
 
-async function maintainOnce(c: pg.PoolClient, p: PartitionPolicy): Promise<MaintenanceReport> {
-  const lockMs = p.lockTimeoutMs ?? 1000;
+async function maintainOnce(c: pg.ClientBase, p: PartitionPolicy): Promise<MaintenanceReport> {
+  const lockMs = p.lockTimeoutMs ?? 100;
   const report = { created: [] as string[], cold: [] as string[], dropped: [] as { name: string; rows: number }[], defaultRowsDeleted: 0 };
   const now = NOW(p);
-  // 1. Ahead: contiguous from the newest partition's end until `ahead` periods past now. After a long stop, the
-  //    next one starts at the period holding now (on the old grid) instead of filling the gap: rows written into
-  //    the gap meanwhile stay in the default partition, where the stream finds them through their notes.
+  // 1. Ahead: contiguous from the newest partition's end until `ahead` periods past now. After a stop so long
+  //    that no partition holds now, the next one starts at the next period (on the old grid) instead of filling
+  //    the gap: the rows written meanwhile stay in the default partition (noted, so the stream has them; retention
+  //    deletes them in time), and no partition is made over a backlog that would have to move under a lock.
   for (let guard = 0; guard < 10_000; guard++) {
     const r = await c.query<{ lo: string; hi: string; need: boolean }>(
       `select to_char(lo, 'YYYY-MM-DD HH24:MI:SS') as lo, to_char(lo + w, 'YYYY-MM-DD HH24:MI:SS') as hi, lo < ${now} + w * $2 as need
        from (select make_interval(secs => $1::float8) as w, max(hi) as top from sluice_partition) x,
-       lateral (select case when top >= ${now} - w then top else date_bin(w, ${now}, top) end as lo) y`,
+       lateral (select case when top >= ${now} then top else date_bin(w, ${now}, top) + w end as lo) y`,
       [p.widthS, p.ahead],
     );
     const next = r.rows[0];
@@ -138,8 +138,8 @@ export function startPartitionMaintenance(pool: pg.Pool, policy: PartitionPolicy
  * a benchmark's history (rows already in the default partition move in with their id, xid and values). Refused
  * while the legacy partition of a takeover still covers everything before its cutoff.
  */
-export async function addPartitionsFrom(pool: pg.Pool, from: string, widthS: number, lockTimeoutMs = 1000): Promise<string[]> {
-  const c = await pool.connect();
+export async function addPartitionsFrom(pool: pg.Pool, from: string, widthS: number, lockTimeoutMs = 100): Promise<string[]> {
+  const c = await maintenanceClient(pool);
   try {
     const r = await c.query<{ legacy: boolean; oldest: string | null; first: string | null }>(
       `select exists (select 1 from sluice_partition where lo is null) as legacy,
@@ -152,15 +152,20 @@ export async function addPartitionsFrom(pool: pg.Pool, from: string, widthS: num
     if (row?.legacy) throw new Error('the legacy partition of the takeover covers every time before its cutoff; it goes with the retention');
     if (!row?.oldest || !row.first) throw new Error('slu_reading is not partitioned yet (run the migrations)');
     const made: string[] = [];
-    await c.query(`set statement_timeout = 0`);
     for (let lo = row.first; lo < row.oldest; ) {
       const hi = (await c.query<{ hi: string }>(`select to_char(least($1::timestamp + make_interval(secs => $2::float8), $3::timestamp), 'YYYY-MM-DD HH24:MI:SS') as hi`, [lo, widthS, row.oldest])).rows[0]?.hi as string;
-      const name = await withShortLocks(c, lockTimeoutMs, async () => (await c.query<{ n: string | null }>('select sluice_add_partition($1, $2) as n', [lo, hi])).rows[0]?.n);
+      // Made cold at once, in the same transaction: older than every partition the stream's maps know, it must be
+      // read through notes from its first write (a map would take it for hot only once refreshed).
+      const name = await withShortLocks(c, lockTimeoutMs, async () => {
+        const n = (await c.query<{ n: string | null }>('select sluice_add_partition($1, $2) as n', [lo, hi])).rows[0]?.n;
+        if (n) await c.query('select sluice_mark_cold($1)', [n]);
+        return n;
+      });
       if (name) made.push(name);
       lo = hi;
     }
     return made;
   } finally {
-    c.release();
+    await c.end().catch(() => undefined);
   }
 }

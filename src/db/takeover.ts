@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 
 /**
  * Taking over slu_reading without stopping its writers (docs/operations.md, "Taking over a large legacy table").
@@ -28,10 +28,23 @@ export interface TakeoverOptions {
 }
 
 const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * A connection of its own for long maintenance (the takeover's validation, a partition's move): the pools' query
+ * timeouts (PG_QUERY_TIMEOUT_MS, client and server side) would cut a scan of a big table halfway, and setting
+ * them off on a pooled connection would hand it back to partners without them.
+ */
+export async function maintenanceClient(pool: pg.Pool): Promise<pg.Client> {
+  const { query_timeout: _q, statement_timeout: _s, max: _m, idleTimeoutMillis: _i, ...options } = pool.options as pg.PoolConfig & Record<string, unknown>;
+  const client = new pg.Client({ ...(options as pg.ClientConfig), application_name: 'sluice-maintenance' });
+  client.on('error', () => undefined); // a lost connection fails the query in progress; nothing else to do
+  await client.connect();
+  return client;
+}
 const CHECK_VIOLATION = '23514';
 
 /** Runs `fn` in a transaction with a short lock_timeout, again (with backoff) while a lock is not available. */
-export async function withShortLocks<T>(c: pg.ClientBase, timeoutMs: number, fn: () => Promise<T>, attempts = 200): Promise<T> {
+export async function withShortLocks<T>(c: pg.ClientBase, timeoutMs: number, fn: () => Promise<T>, attempts = 600): Promise<T> {
   for (let i = 1; ; i++) {
     await c.query('begin');
     try {
@@ -42,7 +55,8 @@ export async function withShortLocks<T>(c: pg.ClientBase, timeoutMs: number, fn:
     } catch (err) {
       await c.query('rollback').catch(() => undefined);
       if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE || i >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 20 * i) * (0.5 + Math.random())));
+      // Writers queue behind a waiting lock request, so each attempt is short and the pause between them longer.
+      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * i) * (0.5 + Math.random())));
     }
   }
 }
@@ -70,7 +84,7 @@ export const COVERING_INDEX_DEF = `on slu_reading (slu_id, t desc, id desc) incl
 /** Step 1: a legacy table that has never seen sluice gets its keys online. Returns false when there was nothing to do. */
 export async function prepareLegacyTable(c: pg.ClientBase, opts: TakeoverOptions): Promise<boolean> {
   if ((await relkind(c, 'slu_reading')) !== 'r' || (await hasColumn(c, 'id'))) return false;
-  const lockMs = opts.lockTimeoutMs ?? 1000;
+  const lockMs = opts.lockTimeoutMs ?? 100;
   const say = opts.onProgress ?? (() => undefined);
   say('legacy table: adding id and xid without a rewrite');
   // Existing rows get xid '1' through the column's stored default (no rewrite): older than every snapshot, so
@@ -130,7 +144,7 @@ const CUTOFF_SQL = `select to_char(c, 'YYYY-MM-DD HH24:MI:SS') as cutoff from (
 export async function partitionReadings(c: pg.ClientBase, opts: TakeoverOptions): Promise<boolean> {
   const kind = await relkind(c, 'slu_reading');
   if (kind !== 'r') return false;
-  const lockMs = opts.lockTimeoutMs ?? 1000;
+  const lockMs = opts.lockTimeoutMs ?? 100;
   const say = opts.onProgress ?? (() => undefined);
   const cutoff = (await c.query<{ cutoff: string }>(CUTOFF_SQL, [opts.widthS])).rows[0]?.cutoff as string;
   say('partitioning slu_reading: checking the old table against the cutoff', { cutoff });
@@ -145,6 +159,52 @@ export async function partitionReadings(c: pg.ClientBase, opts: TakeoverOptions)
     await c.query(`alter table slu_reading drop constraint if exists sluice_legacy_bound`);
     await c.query(`alter table slu_reading add constraint sluice_legacy_bound check (t is not null and t < '${cutoff}'::timestamp) not valid`);
   });
+  try {
+    await validateAndSwitch(c, cutoff, lockMs, opts);
+  } catch (err) {
+    // Do not leave the aside trigger behind: past the cutoff it would divert every new reading out of sight.
+    say('partitioning slu_reading failed; undoing the preparation', { err: (err as Error).message });
+    await undoPreparation(c, lockMs).catch((e: Error) => say('could not undo the preparation', { err: e.message }));
+    throw err;
+  }
+  await putBackAside(c, say);
+  say('partitioning slu_reading: done', { cutoff });
+  return true;
+}
+
+/** Rows set aside during a takeover go back (also after a takeover interrupted between the switch and this). */
+export async function putBackAside(c: pg.ClientBase, say: (msg: string, fields?: Record<string, unknown>) => void = () => undefined): Promise<void> {
+  if ((await relkind(c, 'sluice_reading_overflow')) === null || (await relkind(c, 'slu_reading')) !== 'p') return;
+  await c.query('begin');
+  try {
+    await c.query(`create table if not exists sluice_reading_untimed as select * from sluice_reading_overflow where false`);
+    const untimed = await c.query(`insert into sluice_reading_untimed select * from sluice_reading_overflow where t is null`);
+    if (untimed.rowCount) say('partitioning slu_reading: rows without t kept aside in sluice_reading_untimed', { rows: untimed.rowCount });
+    const moved = await c.query(`insert into slu_reading select * from sluice_reading_overflow where t is not null`);
+    await c.query(`drop table sluice_reading_overflow`);
+    await c.query('commit');
+    if (moved.rowCount) say('partitioning slu_reading: rows written ahead of the cutoff moved in', { rows: moved.rowCount });
+  } catch (err) {
+    await c.query('rollback').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Back to the plain table as it was: no aside trigger, no bound check, the rows set aside returned. */
+async function undoPreparation(c: pg.ClientBase, lockMs: number): Promise<void> {
+  if ((await relkind(c, 'slu_reading')) !== 'r') return;
+  await withShortLocks(c, lockMs, async () => {
+    await c.query(`drop trigger if exists sluice_takeover_overflow on slu_reading`);
+    await c.query(`alter table slu_reading drop constraint if exists sluice_legacy_bound`);
+    if ((await relkind(c, 'sluice_reading_overflow')) !== null) {
+      await c.query(`insert into slu_reading select * from sluice_reading_overflow`);
+      await c.query(`drop table sluice_reading_overflow`);
+    }
+  });
+}
+
+async function validateAndSwitch(c: pg.ClientBase, cutoff: string, lockMs: number, opts: TakeoverOptions): Promise<void> {
+  const say = opts.onProgress ?? (() => undefined);
   // Reads every row, but holds only SHARE UPDATE EXCLUSIVE: inserts go on.
   try {
     await c.query(`alter table slu_reading validate constraint sluice_legacy_bound`);
@@ -160,20 +220,6 @@ export async function partitionReadings(c: pg.ClientBase, opts: TakeoverOptions)
   }
   say('partitioning slu_reading: switching');
   await withShortLocks(c, lockMs, () => switchToPartitioned(c, cutoff, opts));
-  await c.query('begin');
-  try {
-    const untimed = await c.query(`create table if not exists sluice_reading_untimed as select * from sluice_reading_overflow where t is null`);
-    if (untimed.rowCount) say('partitioning slu_reading: rows without t kept aside in sluice_reading_untimed', { rows: untimed.rowCount });
-    const moved = await c.query(`insert into slu_reading select * from sluice_reading_overflow where t is not null`);
-    await c.query(`drop table sluice_reading_overflow`);
-    await c.query('commit');
-    if (moved.rowCount) say('partitioning slu_reading: rows written ahead of the cutoff moved in', { rows: moved.rowCount });
-  } catch (err) {
-    await c.query('rollback').catch(() => undefined);
-    throw err;
-  }
-  say('partitioning slu_reading: done', { cutoff });
-  return true;
 }
 
 /** The switch itself, in one transaction holding the old table's lock for milliseconds (no row is read or copied). */
@@ -202,10 +248,20 @@ async function switchToPartitioned(c: pg.ClientBase, cutoff: string, opts: Takeo
   // has a time, which every endpoint and the stream's partition bound rely on.
   await c.query(`alter table slu_reading alter column t set not null`);
   await c.query(`alter sequence sluice_reading_id_seq owned by slu_reading.id`); // so TRUNCATE ... RESTART IDENTITY restarts it
+  // The writers' grants come along: whoever could insert into the old table can insert into the new one (and
+  // draw its ids: sql/013 lets everyone use the sequence).
+  const grants = await c.query<{ grantee: string; privs: string }>(
+    `select a.grantee::regrole::text as grantee, string_agg(a.privilege_type, ', ') as privs
+     from pg_class cl, aclexplode(cl.relacl) a where cl.oid = 'slu_reading_legacy'::regclass and a.grantee <> cl.relowner and a.grantee <> 0
+     group by a.grantee
+     union all
+     select 'public', string_agg(a.privilege_type, ', ') from pg_class cl, aclexplode(cl.relacl) a
+     where cl.oid = 'slu_reading_legacy'::regclass and a.grantee = 0 having count(*) > 0`,
+  );
+  for (const g of grants.rows) await c.query(`grant ${g.privs} on slu_reading to ${g.grantee === 'public' ? 'public' : g.grantee}`);
+  await c.query(`grant usage on sequence sluice_reading_id_seq to public`);
   await c.query(`create index slu_reading_xid_idx on slu_reading (xid, id)`);
   await c.query(`create index slu_reading_slu_t_v_idx ${COVERING_INDEX_DEF}`);
-  // Uses the validated check: no scan. The old table's indexes are the same as the new ones and become their
-  // partitions (no build).
   // An empty old table (a fresh install) is not kept: partitions start at the period holding now, and anything
   // older goes to the default partition until someone adds partitions for it (npm run db -- partitions --from).
   // A non-empty one is attached as it is, using the validated check: no scan; its indexes are the same as the
@@ -225,6 +281,8 @@ async function switchToPartitioned(c: pg.ClientBase, cutoff: string, opts: Takeo
   await c.query(`create table slu_reading_default partition of slu_reading default`);
   await c.query(`create trigger sluice_reading_late after insert or update on slu_reading_default for each row execute function sluice_note_late()`);
   await c.query(`select sluice_install_reading_triggers()`);
+  await c.query(`select sluice_install_partition_triggers('slu_reading_default')`);
+  if (!empty) await c.query(`select sluice_install_partition_triggers('slu_reading_legacy')`);
   for (let i = 0; i <= opts.ahead; i++) {
     await c.query(`select sluice_add_partition($1::timestamp + make_interval(secs => $2::float8 * $3::int), $1::timestamp + make_interval(secs => $2::float8 * ($3::int + 1)))`, [first, opts.widthS, i]);
   }
