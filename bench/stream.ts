@@ -21,8 +21,8 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
 import { bucketsSince, scrapeBuckets, summarise } from '../src/loadtest/scrape.ts';
-import { benchDatabase, benchSize, readingStorage, widthEnv } from './lib/bench-db.ts';
-import { BEFORE_BYTES_PER_READING, BEFORE_SOURCE } from './lib/before.ts';
+import { benchDatabase, benchSize, gatewayEnv, readingStorage, widthEnv } from './lib/bench-db.ts';
+import { BEFORE_BYTES_PER_READING, BEFORE_PACKED_BYTES_PER_READING, BEFORE_SOURCE } from './lib/before.ts';
 import { ensureSeeded, maintain } from './lib/seed.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
@@ -255,7 +255,7 @@ async function ingest(port: number, url: string) {
 
 /** Every benchmark client connects from 127.0.0.1, a thousand at once: the per-address and connection caps would refuse them. */
 const BENCH_ENV = {
-  PARTITION_WIDTH: widthEnv(size.widthS),
+  ...gatewayEnv(size),
   LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', WS_MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS: '1000000',
   MAX_PENDING_HANDSHAKES: '1000000', MAX_PENDING_HANDSHAKES_PER_ADDRESS: '1000000',
 };
@@ -263,7 +263,7 @@ const BENCH_ENV = {
 const sluicePath = (i: number) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`;
 
 async function sluice(env: Record<string, string> = {}, opts = { sustained: true, ingest: true }) {
-  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS), ...env });
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS), ...env }, { startTimeoutMs: 600_000 });
   try {
     if (Number(env.WORKERS ?? WORKERS) > 1) await waitReady(gw.opsPort);
     const run = await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: opts.sustained });
@@ -307,7 +307,7 @@ async function worstLoopDelay<T>(opsPort: number, during: () => Promise<T>): Pro
  * then all IDLE reconnect at once (as after a gateway failure), with the gateway's worst event-loop delay.
  */
 async function sluiceWithIdle() {
-  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: '1' });
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: '1' }, { startTimeoutMs: 600_000 });
   let idle: WebSocket[] = [];
   const silentSlus = (i: number) => Array.from({ length: 100 }, (_, k) => SLU_BASE + 2_000_000 + ((i * 100 + k) % 1_000_000)).join(',');
   const connectIdle = async (batch: number) => {
@@ -360,7 +360,8 @@ async function peer() {
 console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s`);
 {
   const n = seeded?.rows ?? storage.rowsEstimate;
-  console.log(`database: ${size.dir}${seeded ? `, seeded ${seeded.rows.toLocaleString()} readings` : ''}; slu_reading ~${storage.rowsEstimate.toLocaleString()} readings (pg_class estimate) in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings); ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB, ${fmt(storage.totalBytes / Math.max(1, n), 1)} bytes per reading (before, unpartitioned: ${fmt(BEFORE_BYTES_PER_READING, 1)}, ${BEFORE_SOURCE})\n`);
+  console.log(`database: ${size.dir}${seeded ? `, seeded ${seeded.rows.toLocaleString()} readings` : ''}; slu_reading ~${storage.rowsEstimate.toLocaleString()} readings (pg_class estimate) in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings); ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB, ${fmt(storage.totalBytes / Math.max(1, n), 1)} bytes per reading (before, unpartitioned: ${fmt(BEFORE_BYTES_PER_READING, 1)} as the old bench left it, ${fmt(BEFORE_PACKED_BYTES_PER_READING, 1)} with its indexes rebuilt; ${BEFORE_SOURCE})`);
+  console.log(`gateway settings beyond the defaults: ${Object.entries(gatewayEnv(size)).map(([k, v]) => `${k}=${v}`).join(', ')}\n`);
 }
 const a = PHASES.has('raw') ? await rawListen() : undefined;
 const b = PHASES.has('raw') ? await rawBroadcast() : undefined;

@@ -55,6 +55,18 @@ export function benchSize(argv: readonly string[] = process.argv, env: NodeJS.Pr
   };
 }
 
+/**
+ * What a gateway on this size's database runs with: its PARTITION_WIDTH, and above 20M readings a longer
+ * PG_QUERY_TIMEOUT_MS (BENCH_PG_QUERY_TIMEOUT_MS, default 60000): with the default 10 s the gateway does not start
+ * on the 100M database, because filling its latest-reading store (LATEST_SQL, a loose index scan over every SLU
+ * and every partition) took 4-15 s there (docs/capacity.md, "Operating for years").
+ */
+export function gatewayEnv(size: BenchSize): Record<string, string> {
+  const big = size.slus * size.perSlu > 20_000_000;
+  const timeout = process.env.BENCH_PG_QUERY_TIMEOUT_MS ?? (big ? '60000' : undefined);
+  return { PARTITION_WIDTH: widthEnv(size.widthS), ...(timeout ? { PG_QUERY_TIMEOUT_MS: timeout } : {}) };
+}
+
 /** PARTITION_WIDTH for a gateway's environment (the config wants a unit). */
 export const widthEnv = (widthS: number): string => (widthS % 3600 === 0 ? `${widthS / 3600} hours` : `${Math.round(widthS / 60)} minutes`);
 
