@@ -21,8 +21,8 @@ import { PartitionMap } from '../src/db/partition-map.ts';
 import { addPartitionsFrom, maintainPartitions, type PartitionPolicy } from '../src/db/partitions.ts';
 import { createPool } from '../src/db/pool.ts';
 import { currentPosition, readSince, type HotFrom } from '../src/db/since.ts';
-import { PACKED_READING } from '../src/format/reading.ts';
 import { benchServer, READING_LEAVES, readingStorage } from './lib/bench-db.ts';
+import { PROTO_FUNCTION, protoText } from './lib/noted-proto.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
 const env = process.env;
@@ -106,32 +106,6 @@ async function layout(name: string, db: string, widthS: number): Promise<Layout>
   await map.refresh();
   const p = await q1<{ n: string; hot: string }>(pool, `select count(*)::text as n, count(*) filter (where cold_xid is null)::text as hot from sluice_partition`);
   return { name, url, pool, end, partitions: Number(p.n), hot: Number(p.hot), map };
-}
-
-/**
- * A PROTOTYPE, not in sql/ (the next step for src/db/since.ts, measured here so it can be judged): the feed read's
- * noted part plans its lateral read of slu_reading with `t < hot` and the note's t range as run-time values, so
- * every cold partition is in the plan (planned and initialised on every read, whether or not there is a note).
- * Here each note's read is a function call that plans its statement with the note's t range as constants
- * (pruned when planned to the one or two partitions the range touches). STABLE, so it reads with the calling
- * statement's snapshot, like the lateral subquery it replaces; the function is only called for notes, so the
- * usual read (no note) plans sluice_reading_late and the hot partitions only.
- */
-const PROTO_FUNCTION = `create or replace function bench_noted_rows(p_xid xid8, p_lo timestamp, p_hi timestamp, p_hot timestamp, p_limit bigint)
-  returns table (packed text, xid xid8, id bigint) language plpgsql stable as $f$
-  begin
-    return query execute format($q$select ${PACKED_READING}, r.xid, r.id from slu_reading r
-      where r.xid >= %L::xid8 and r.xid <= %L::xid8 and r.t >= %L::timestamp and r.t <= %L::timestamp and r.t < %L::timestamp
-      order by r.xid, r.id limit %s$q$, p_xid, p_xid, p_lo, p_hi, p_hot, p_limit);
-  end $f$`;
-
-/** readSince's statement with the noted part's lateral subquery replaced by the prototype function. */
-function protoText(text: string): string {
-  const a = text.indexOf('cross join lateral (');
-  if (a < 0) return text; // hot = -infinity: no noted part
-  const b = text.indexOf(') p\n', a);
-  if (b < 0) throw new Error('readSince text changed: update the prototype rewrite in bench/partitions.ts');
-  return `${text.slice(0, a)}cross join lateral bench_noted_rows(l.xid, l.lo, l.hi, $5::timestamp, $4::bigint) p${text.slice(b + 3)}`;
 }
 
 /** A pool stand-in that sends readSince's statements rewritten by protoText (under their own prepared names). */
