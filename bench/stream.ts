@@ -360,7 +360,7 @@ async function peer() {
 console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s`);
 {
   const n = seeded?.rows ?? storage.rowsEstimate;
-  console.log(`database: ${size.dir}${seeded ? `, seeded ${seeded.rows.toLocaleString()} readings` : ''}; slu_reading ~${storage.rowsEstimate.toLocaleString()} readings (pg_class estimate) in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings); ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB, ${fmt(storage.totalBytes / Math.max(1, n), 1)} bytes per reading (before, unpartitioned: ${fmt(BEFORE_BYTES_PER_READING, 1)} as the old bench left it, ${fmt(BEFORE_PACKED_BYTES_PER_READING, 1)} with its indexes rebuilt; ${BEFORE_SOURCE})`);
+  console.log(`database: ${size.dir}${seeded ? `, seeded ${seeded.rows.toLocaleString()} readings` : ''}; slu_reading ~${storage.rowsEstimate.toLocaleString()} readings (pg_class estimate) in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings); ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB, ${fmt(storage.totalBytes / Math.max(1, n), 1)} bytes per reading now${seeded ? `, ${fmt(seeded.seededBytes.total / seeded.rows, 1)} right after seeding` : ''} (before, unpartitioned: ${fmt(BEFORE_BYTES_PER_READING, 1)} as the old bench left it, ${fmt(BEFORE_PACKED_BYTES_PER_READING, 1)} with its indexes rebuilt; ${BEFORE_SOURCE})`);
   console.log(`gateway settings beyond the defaults: ${Object.entries(gatewayEnv(size)).map(([k, v]) => `${k}=${v}`).join(', ')}\n`);
 }
 const a = PHASES.has('raw') ? await rawListen() : undefined;

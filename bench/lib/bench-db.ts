@@ -123,7 +123,7 @@ export const READING_LEAVES = `(select relid from pg_partition_tree('slu_reading
   union all select c.oid from pg_class c where c.oid = 'slu_reading'::regclass and c.relkind = 'r')`;
 
 /** slu_reading on disk: every partition's table and indexes (or the plain table's), and the partition count. */
-export async function readingStorage(db: pg.Pool | pg.Client): Promise<{ totalBytes: number; heapBytes: number; indexBytes: number; partitions: number; withRows: number; rowsEstimate: number }> {
+export async function readingStorage(db: pg.Pool | pg.ClientBase): Promise<{ totalBytes: number; heapBytes: number; indexBytes: number; partitions: number; withRows: number; rowsEstimate: number }> {
   const r = await db.query<{ total: string; heap: string; idx: string; parts: string; filled: string; est: string }>(
     `select coalesce(sum(pg_total_relation_size(c.oid)), 0)::text as total,
             coalesce(sum(pg_table_size(c.oid)), 0)::text as heap,

@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import { addPartitionsFrom, maintainPartitions } from '../../src/db/partitions.ts';
 import { COVERING_INDEX_DEF } from '../../src/db/takeover.ts';
-import type { BenchSize } from './bench-db.ts';
+import { readingStorage, type BenchSize } from './bench-db.ts';
 
 export const HEAVY_BASE = 1_000_000;
 export const HEAVY = 10;
@@ -23,19 +23,27 @@ export interface Seeded {
   readonly rows: number;
   /** The newest seeded t, Unix seconds (the history ends there, whenever the benchmark runs). */
   readonly endS: number;
+  /**
+   * slu_reading on disk right after the seeding (every partition; table, indexes), before other benchmarks wrote
+   * and deleted readings in it (their dead space is reused, never returned).
+   */
+  readonly seededBytes: { total: number; heap: number; index: number };
 }
 
-const spec = (s: BenchSize) => `${s.slus}x${s.perSlu}+${HEAVY}x${HEAVY_PER} every ${STEP_S}s, width ${s.widthS}s`;
+const spec = (s: BenchSize) => `v2 ${s.slus}x${s.perSlu}+${HEAVY}x${HEAVY_PER} every ${STEP_S}s, width ${s.widthS}s`;
 
 /** The policy the gateway would run with for this size (PARTITION_* defaults, the size's width). */
 export const benchPolicy = (s: BenchSize) => ({ widthS: s.widthS, ahead: 2, coldAfterS: 3600, replayWindowS: 7 * 86_400 });
 
 export async function seededState(pool: pg.Pool, size: BenchSize): Promise<Seeded | undefined> {
+  type Row = { spec: string; n: string; end_s: string; total: string; heap: string; idx: string };
   const r = await pool
-    .query<{ spec: string; n: string; end_s: string }>(`select spec, n::text, end_s::text from sluice_bench_seed`)
-    .catch(() => ({ rows: [] as Array<{ spec: string; n: string; end_s: string }> }));
+    .query<Row>(`select spec, n::text, end_s::text, total_bytes::text as total, heap_bytes::text as heap, index_bytes::text as idx from sluice_bench_seed`)
+    .catch(() => ({ rows: [] as Row[] }));
   const row = r.rows[0];
-  return row && row.spec === spec(size) ? { rows: Number(row.n), endS: Number(row.end_s) } : undefined;
+  return row && row.spec === spec(size)
+    ? { rows: Number(row.n), endS: Number(row.end_s), seededBytes: { total: Number(row.total), heap: Number(row.heap), index: Number(row.idx) } }
+    : undefined;
 }
 
 /** Seeds the size's history unless it is there already; returns what is there. */
@@ -103,13 +111,16 @@ export async function ensureSeeded(pool: pg.Pool, size: BenchSize, log: (s: stri
     await c.query(`create index slu_reading_slu_t_v_idx ${COVERING_INDEX_DEF}`);
     log(`  indexes in ${((Date.now() - t1) / 1000).toFixed(0)} s; vacuum analyze...`);
     await c.query('vacuum analyze slu_reading');
-    await c.query(`create table sluice_bench_seed (spec text not null, n bigint not null, end_s bigint not null)`);
-    await c.query(`insert into sluice_bench_seed values ($1, $2, $3)`, [spec(size), rows, end.end_s]);
+    const st = await readingStorage(c);
+    await c.query(`create table sluice_bench_seed (spec text not null, n bigint not null, end_s bigint not null, total_bytes bigint not null, heap_bytes bigint not null, index_bytes bigint not null)`);
+    await c.query(`insert into sluice_bench_seed values ($1, $2, $3, $4, $5, $6)`, [spec(size), rows, end.end_s, st.totalBytes, st.heapBytes, st.indexBytes]);
   } finally {
     c.release();
   }
   log(`  seeded in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  return { rows, endS: 0, ...(await seededState(pool, size)) };
+  const done = await seededState(pool, size);
+  if (!done) throw new Error('the seeding did not record itself');
+  return done;
 }
 
 /** One maintenance round as a gateway of this size would run it (made ahead for now, the past turned cold). */
