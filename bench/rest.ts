@@ -1,84 +1,49 @@
-// npm run bench:rest — the partner REST API over mTLS with keep-alive, against the same queries run directly
-// on PostgreSQL in the same run. Seeds SLUS x PER_SLU readings once (default 10,000 x 1,000 = 10 million) into
-// a persistent embedded database under var/bench-pg (or DATABASE_URL).
+// npm run bench:rest [-- --rows 10m|100m|N] — the partner REST API over mTLS with keep-alive, against the same
+// queries run directly on PostgreSQL in the same run. Seeds the size's history once (bench/lib/seed.ts: 10m =
+// 10,000 SLUs x 1,000 readings in daily partitions, 100m = 10,000 x 10,000 in hourly partitions, plus 10 heavy
+// SLUs x 20,000 for /time) into a persistent embedded database under var/bench-pg-<size> (or DATABASE_URL;
+// BENCH_ROWS works as --rows).
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LATEST_SQL } from '../src/db/latest.ts';
 import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
 import { READING_COLUMNS } from '../src/format/reading.ts';
-import { benchDatabase } from './lib/bench-db.ts';
+import { benchDatabase, benchSize, gatewayEnv, readingStorage, widthEnv } from './lib/bench-db.ts';
+import { BEFORE_BYTES_PER_READING, BEFORE_HEAP_BYTES_PER_READING, BEFORE_INDEX_BYTES_PER_READING, BEFORE_PACKED_BYTES_PER_READING, BEFORE_PACKED_INDEX_BYTES_PER_READING, BEFORE_PACKED_PKEY_BYTES_PER_READING, BEFORE_SOURCE } from './lib/before.ts';
+import { ensureSeeded, HEAVY, HEAVY_BASE, maintain } from './lib/seed.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 import { formatPacked, formatReading, latestArrayJson, wrapperJson, type ReadingRow } from '../src/format/reading.ts';
 import { RANGE_QUERY } from '../src/db/range.ts';
 import { ROWS_QUERY } from '../src/db/rows.ts';
 
-const SLUS = Number(process.env.BENCH_SLUS ?? 10_000);
-const PER_SLU = Number(process.env.BENCH_PER_SLU ?? 1_000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
 
-const { url, pool, embedded } = await benchDatabase();
-const have = Number((await pool.query(`select coalesce((select n from sluice_bench_seed), 0) as n`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n);
-if (have !== SLUS * PER_SLU) {
-  console.log(`seeding ${SLUS} SLUs x ${PER_SLU} readings = ${(SLUS * PER_SLU).toLocaleString()} rows (once; kept in var/bench-pg)...`);
-  const t0 = Date.now();
-  await pool.query('truncate slu_reading');
-  await pool.query('drop index if exists slu_reading_slu_t_idx');
-  const chunk = Math.max(1, Math.floor(1_000_000 / SLUS));
-  for (let n = 0; n < PER_SLU; n += chunk) {
-    // One reading every 15 s per SLU, like the field units, ending now.
-    await pool.query(
-      `insert into slu_reading (slu_id, t, p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3)
-       select s, (now() at time zone 'utc') - make_interval(secs => ($3::int - n) * 15 + s * 0.001),
-              0.8 + random() * 0.2, 0.8 + random() * 0.2, 0.8 + random() * 0.2,
-              n * 1.37 + s, n * 1.21 + s, n * 1.11 + s, random() * 50, random() * 50, random() * 50,
-              225 + (random() * 10)::int, 225 + (random() * 10)::int, 225 + (random() * 10)::int
-       from generate_series(1, $1::int) s, generate_series($2::int, least($2::int + ${chunk} - 1, $3::int - 1)) n`,
-      [SLUS, n, PER_SLU],
-    );
-    process.stdout.write(`\r  ${Math.min(PER_SLU, n + chunk) * SLUS} rows`);
-  }
-  console.log('\n  building indexes...');
-  const { loadMigrations } = await import('../src/db/migrate.ts');
-  for (const m of await loadMigrations()) await pool.query(m.sql); // re-creates the dropped indexes (idempotent)
-  await pool.query('vacuum analyze slu_reading');
-  await pool.query('create table if not exists sluice_bench_seed (n bigint)');
-  await pool.query('truncate sluice_bench_seed');
-  await pool.query('insert into sluice_bench_seed values ($1)', [SLUS * PER_SLU]);
-  console.log(`  seeded in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-}
-// /time must return its full 10,000 rows (the cap), so 10 "heavy" SLUs get 20,000 readings each, interleaved
-// with each other in the heap like real concurrent SLUs (one reading every 15 s each, ending now).
-const HEAVY_BASE = 1_000_000;
-const HEAVY = 10;
-const HEAVY_PER = 20_000;
-const heavyHave = Number((await pool.query(`select count(*) from slu_reading where slu_id > $1 and slu_id <= $2`, [HEAVY_BASE, HEAVY_BASE + HEAVY])).rows[0].count);
-if (heavyHave !== HEAVY * HEAVY_PER) {
-  console.log(`seeding ${HEAVY} heavy SLUs x ${HEAVY_PER.toLocaleString()} readings (once)...`);
-  await pool.query(`delete from slu_reading where slu_id > $1 and slu_id <= $2`, [HEAVY_BASE, HEAVY_BASE + HEAVY]);
-  await pool.query(
-    `insert into slu_reading (slu_id, t, p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3)
-     select $1::int + s, (now() at time zone 'utc') - make_interval(secs => ($3::int - n) * 15 + s * 0.001),
-            0.8 + random() * 0.2, 0.8 + random() * 0.2, 0.8 + random() * 0.2, n * 1.37, n * 1.21, n * 1.11,
-            random() * 50, random() * 50, random() * 50, 225 + (random() * 10)::int, 230, 231
-     from generate_series(1, $3::int) n, generate_series(1, $2::int) s`,
-    [HEAVY_BASE, HEAVY, HEAVY_PER],
-  );
-  await pool.query('vacuum analyze slu_reading');
-}
+const { url, pool, embedded, size } = await benchDatabase(benchSize());
+const SLUS = size.slus;
+const seeded = await ensureSeeded(pool, size);
 // Other benchmarks and load tests write their own SLUs into the same embedded database; /latest must measure
-// exactly the seeded set. Only on the benchmark's own embedded database, never on a DATABASE_URL.
+// exactly the seeded set. Only on the benchmark's own embedded database, never on a DATABASE_URL. Written as
+// ranges of slu_id so it is an index range scan per partition, not a scan of every reading.
 if (embedded) {
-  const gone = await pool.query(`delete from slu_reading where not (slu_id between 1 and $1 or slu_id between $2 and $3)`, [SLUS, HEAVY_BASE + 1, HEAVY_BASE + HEAVY]);
+  const gone = await pool.query(`delete from slu_reading where slu_id < 1 or (slu_id > $1 and slu_id <= $2) or slu_id > $3`, [SLUS, HEAVY_BASE, HEAVY_BASE + HEAVY]);
   if (gone.rowCount) {
     console.log(`removed ${gone.rowCount} readings of other benchmarks' SLUs`);
     await pool.query('vacuum analyze slu_reading');
   }
 }
-const rowCount = SLUS * PER_SLU + HEAVY * HEAVY_PER;
+// Partitions made ahead for now and the past ones turned cold, as the gateway's maintenance does at start.
+await maintain(pool, size);
+const rowCount = seeded.rows;
+const storage = await readingStorage(pool);
 
 // --- certificates and the gateway in its own process (so the load generator does not share its event loop)
 const { ca, client, dir } = await benchCerts();
-const gateway = await startGatewayProcess(url, dir, { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', PG_POOL_MAX: '8' });
+const startedAt = performance.now();
+const gwEnv = gatewayEnv(size);
+const gateway = await startGatewayProcess(url, dir, { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', PG_POOL_MAX: '8', ...gwEnv }, { startTimeoutMs: 600_000 });
+// It listens once its latest-reading store is filled (LATEST_SQL over every SLU and partition): the same wait as
+// after every DELETE/UPDATE/TRUNCATE and every retention drop, while /latest requests wait for the rebuild.
+const gatewayStartS = (performance.now() - startedAt) / 1000;
 const port = gateway.port;
 
 async function load(paths: string[], concurrency: number, durationMs: number, workers = 1, count?: number) {
@@ -116,7 +81,9 @@ async function direct(sql: string, params: (i: number) => unknown[], concurrency
 
 const sluAt = (i: number) => 1 + ((i * 7919) % SLUS);
 const rowsPaths = Array.from({ length: 1000 }, (_, i) => `/cityxchange/rows?slu_id=${sluAt(i)}&cnt=100`);
-const nowS = Math.floor(Date.now() / 1000);
+// The history ends when it was seeded (not now): the /time ranges are placed on it, so they stay ten different
+// pages however long after the seeding the benchmark runs.
+const nowS = seeded.endS;
 // /time over a heavy SLU's whole history: the 10,000-row cap (and the truncation headers) every time. Each
 // request starts at a different point of the range so they are not all the same (cached) readings.
 const heavyAt = (i: number) => HEAVY_BASE + 1 + (i % HEAVY);
@@ -124,7 +91,7 @@ const timeEnd = (i: number) => nowS + 3600 - (i % 10) * 15 * 1000;
 const timePaths = Array.from({ length: 100 }, (_, i) => `/cityxchange/time?slu_id=${heavyAt(i)}&begin=0&end=${timeEnd(i)}`);
 
 console.log(`\nmachine: ${os.cpus().length} x ${os.cpus()[0]?.model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${(await pool.query('show server_version')).rows[0].server_version}`);
-console.log(`data: ${SLUS.toLocaleString()} SLUs, ${rowCount.toLocaleString()} readings; each figure ${DURATION_MS / 1000} s\n`);
+console.log(`data: ${SLUS.toLocaleString()} SLUs, ${rowCount.toLocaleString()} readings in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings, plus the default one); each figure ${DURATION_MS / 1000} s\n`);
 
 // warm-up (plans, caches, TLS sessions)
 await load(['/cityxchange/latest'], 1, 2000);
@@ -161,7 +128,21 @@ printTable(
     [`/time, first touch of ${HEAVY} SLUs' pages`, `p50 ${fmt(firstTouch.p50)} ms, max ${fmt(firstTouch.max)} ms`, 'pages read from disk', '', '(no target)'],
   ],
 );
-console.log(`errors: latest ${latest.errors}, rows ${rows.errors}, time ${time.errors}; /latest body ${(latest.bytes / Math.max(1, latest.n) / 1024).toFixed(0)} KiB`);
+console.log(`errors: latest ${latest.errors}, rows ${rows.errors}, time ${time.errors}; /latest body ${(latest.bytes / Math.max(1, latest.n) / 1024).toFixed(0)} KiB\n`);
+const perReading = (b: number) => b / rowCount;
+const x = (a: number, b: number) => `${fmt(a / b)}x`;
+const seededPer = (b: number) => b / seeded.rows;
+printTable(
+  ['on disk, bytes per reading', 'this database, right after seeding', 'now (after other benchmarks wrote and deleted)', 'before: unpartitioned, as the old bench:rest left it', 'before: same, indexes rebuilt (like for like)', 'seeded / rebuilt'],
+  [
+    ['table + indexes (every partition)', fmt(seededPer(seeded.seededBytes.total), 1), fmt(perReading(storage.totalBytes), 1), fmt(BEFORE_BYTES_PER_READING, 1), fmt(BEFORE_PACKED_BYTES_PER_READING, 1), x(seededPer(seeded.seededBytes.total), BEFORE_PACKED_BYTES_PER_READING)],
+    ['of which table', fmt(seededPer(seeded.seededBytes.heap), 1), fmt(perReading(storage.heapBytes), 1), fmt(BEFORE_HEAP_BYTES_PER_READING, 1), fmt(BEFORE_HEAP_BYTES_PER_READING, 1), x(seededPer(seeded.seededBytes.heap), BEFORE_HEAP_BYTES_PER_READING)],
+    ['of which indexes', fmt(seededPer(seeded.seededBytes.index), 1), fmt(perReading(storage.indexBytes), 1), fmt(BEFORE_INDEX_BYTES_PER_READING, 1), fmt(BEFORE_PACKED_INDEX_BYTES_PER_READING, 1), x(seededPer(seeded.seededBytes.index), BEFORE_PACKED_INDEX_BYTES_PER_READING)],
+    ['of which the primary key on id', '0 (none: a partitioned table cannot have one without t)', '0', fmt(BEFORE_PACKED_PKEY_BYTES_PER_READING, 1), fmt(BEFORE_PACKED_PKEY_BYTES_PER_READING, 1), ''],
+  ],
+);
+console.log(`gateway start (process, migrations check, first fill of the latest-reading store) ${fmt(gatewayStartS, 1)} s; gateway settings beyond the defaults: ${Object.entries(gwEnv).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+console.log(`this database: ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB over ${storage.partitions} partitions (pg_total_relation_size of each) for ${rowCount.toLocaleString()} readings; before: ${BEFORE_SOURCE}`);
 
 await gateway.stop();
 await pool.end();

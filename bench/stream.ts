@@ -10,7 +10,9 @@
 //  (i) sluice again with BENCH_IDLE (10,000) more clients connected to SLUs that get no readings: a batch's cost
 //      must follow the readings, not the connected clients.
 // Defaults follow the issues (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables;
-// BENCH_PHASES=raw,peer,sluice,idle picks phases.
+// BENCH_PHASES=raw,peer,sluice,idle picks phases. `--rows 100m` (or BENCH_ROWS) runs against bench:rest's database
+// of that size (var/bench-pg-<size>, seeded first if it is not yet: bench/lib/seed.ts), with its partition width;
+// without it, against var/bench-pg-10m as it is.
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { spawn } from 'node:child_process';
@@ -19,7 +21,9 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { benchCerts, startGatewayProcess } from '../src/loadtest/gateway-process.ts';
 import { bucketsSince, scrapeBuckets, summarise } from '../src/loadtest/scrape.ts';
-import { benchDatabase } from './lib/bench-db.ts';
+import { benchDatabase, benchSize, gatewayEnv, readingStorage, widthEnv } from './lib/bench-db.ts';
+import { BEFORE_BYTES_PER_READING, BEFORE_PACKED_BYTES_PER_READING, BEFORE_SOURCE } from './lib/before.ts';
+import { ensureSeeded, maintain } from './lib/seed.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
 const SUBS = Number(process.env.BENCH_SUBSCRIBERS ?? 1000);
@@ -33,7 +37,12 @@ const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,feedpool,wo
 const argWorkers = process.argv.indexOf('--workers');
 const WORKERS = Number(argWorkers >= 0 ? process.argv[argWorkers + 1] : (process.env.BENCH_WORKERS ?? 1));
 
-const { url, pool, embedded } = await benchDatabase();
+const { url, pool, embedded, size } = await benchDatabase(benchSize());
+const seeded = size.explicit ? await ensureSeeded(pool, size) : undefined;
+// Partitions made ahead for now and the past ones turned cold, as the gateway's maintenance does at start: the
+// raw and peer phases write before any gateway runs.
+await maintain(pool, size);
+const storage = await readingStorage(pool);
 const { ca, client, dir } = await benchCerts();
 const server = { certPem: await readFile(`${dir}/server.crt`, 'utf8'), keyPem: await readFile(`${dir}/server.key`, 'utf8') };
 const reading = `{"p1": "0.944000006", "p2": "0.916000009", "p3": "0.930000007", "k1": "56468.7031", "k2": "33536.7578", "k3": "40628.2188", "a1": "16.6000004", "a2": "8.5", "a3": "8.10000038", "t": "2023-03-01 08:38:08.489041", "slu_id": 5, "v1": 232, "v2": 229, "v3": 232}`;
@@ -246,6 +255,7 @@ async function ingest(port: number, url: string) {
 
 /** Every benchmark client connects from 127.0.0.1, a thousand at once: the per-address and connection caps would refuse them. */
 const BENCH_ENV = {
+  ...gatewayEnv(size),
   LOG_LEVEL: 'warn', WS_MAX_CONNECTIONS_PER_PARTNER: '1000000', WS_MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS: '1000000',
   MAX_PENDING_HANDSHAKES: '1000000', MAX_PENDING_HANDSHAKES_PER_ADDRESS: '1000000',
 };
@@ -253,7 +263,7 @@ const BENCH_ENV = {
 const sluicePath = (i: number) => `/cityxchange/stream?slu_id=${SLU_BASE + (i % SLUS)}`;
 
 async function sluice(env: Record<string, string> = {}, opts = { sustained: true, ingest: true }) {
-  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS), ...env });
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: String(WORKERS), ...env }, { startTimeoutMs: 600_000 });
   try {
     if (Number(env.WORKERS ?? WORKERS) > 1) await waitReady(gw.opsPort);
     const run = await endToEnd({ port: gw.port, pathOf: sluicePath, opsPort: gw.opsPort }, url, { sustained: opts.sustained });
@@ -297,7 +307,7 @@ async function worstLoopDelay<T>(opsPort: number, during: () => Promise<T>): Pro
  * then all IDLE reconnect at once (as after a gateway failure), with the gateway's worst event-loop delay.
  */
 async function sluiceWithIdle() {
-  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: '1' });
+  const gw = await startGatewayProcess(url, dir, { ...BENCH_ENV, WORKERS: '1' }, { startTimeoutMs: 600_000 });
   let idle: WebSocket[] = [];
   const silentSlus = (i: number) => Array.from({ length: 100 }, (_, k) => SLU_BASE + 2_000_000 + ((i * 100 + k) % 1_000_000)).join(',');
   const connectIdle = async (batch: number) => {
@@ -347,7 +357,12 @@ async function peer() {
   }
 }
 
-console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s\n`);
+console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; ${SUBS} subscribers, ${SLUS} SLUs, ${RATE} readings/s for ${DURATION_MS / 1000} s`);
+{
+  const n = seeded?.rows ?? storage.rowsEstimate;
+  console.log(`database: ${size.dir}${seeded ? `, seeded ${seeded.rows.toLocaleString()} readings` : ''}; slu_reading ~${storage.rowsEstimate.toLocaleString()} readings (pg_class estimate) in ${storage.partitions} partitions of ${widthEnv(size.widthS)} (${storage.withRows} holding readings); ${(storage.totalBytes / 2 ** 30).toFixed(2)} GiB, ${fmt(storage.totalBytes / Math.max(1, n), 1)} bytes per reading now${seeded ? `, ${fmt(seeded.seededBytes.total / seeded.rows, 1)} right after seeding` : ''} (before, unpartitioned: ${fmt(BEFORE_BYTES_PER_READING, 1)} as the old bench left it, ${fmt(BEFORE_PACKED_BYTES_PER_READING, 1)} with its indexes rebuilt; ${BEFORE_SOURCE})`);
+  console.log(`gateway settings beyond the defaults: ${Object.entries(gatewayEnv(size)).map(([k, v]) => `${k}=${v}`).join(', ')}\n`);
+}
 const a = PHASES.has('raw') ? await rawListen() : undefined;
 const b = PHASES.has('raw') ? await rawBroadcast() : undefined;
 const p = PHASES.has('peer') ? await peer() : undefined;

@@ -29,7 +29,7 @@ export async function startGatewayProcess(
   databaseUrl: string,
   certDir: string,
   env: Record<string, string> = {},
-  opts: { grantAll?: readonly string[]; port?: number; opsPort?: number } = {},
+  opts: { grantAll?: readonly string[]; port?: number; opsPort?: number; startTimeoutMs?: number } = {},
 ): Promise<{ port: number; opsPort: number; process: ChildProcess; stop(): Promise<void> }> {
   // Fixed ports restart a gateway where a load balancer expects it; free ones otherwise.
   const [port, opsPort] = [opts.port ?? (await freePort()), opts.opsPort ?? (await freePort())];
@@ -56,12 +56,15 @@ export async function startGatewayProcess(
   const reap = () => child.kill('SIGKILL');
   process.once('exit', reap);
   child.once('exit', () => process.off('exit', reap));
-  for (let i = 0; ; i++) {
+  // The gateway listens once its latest-reading store is filled: a scan over every SLU and partition (seconds on
+  // bench:rest's 100M database), so benchmarks on big databases wait longer than the default 30 s.
+  const startBy = Date.now() + (opts.startTimeoutMs ?? 30_000);
+  for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
     });
     if (ok) break;
-    if (i > 300 || child.exitCode !== null) throw new Error('gateway did not start');
+    if (Date.now() > startBy || child.exitCode !== null) throw new Error(child.exitCode !== null ? `gateway exited (code ${child.exitCode}) before listening` : 'gateway did not start');
     await new Promise((r) => setTimeout(r, 100));
   }
   // With WORKERS > 1 the port accepts once the first worker listens: wait until the primary says all are ready.
