@@ -22,7 +22,6 @@ import { addPartitionsFrom, maintainPartitions, type PartitionPolicy } from '../
 import { createPool } from '../src/db/pool.ts';
 import { currentPosition, readSince, type HotFrom } from '../src/db/since.ts';
 import { benchServer, READING_LEAVES, readingStorage } from './lib/bench-db.ts';
-import { PROTO_FUNCTION, protoText } from './lib/noted-proto.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
 const env = process.env;
@@ -101,17 +100,12 @@ async function layout(name: string, db: string, widthS: number): Promise<Layout>
   await seedEven(pool, from, HOURS * ROWS_PER_HOUR, HOUR_S / ROWS_PER_HOUR, 100);
   await pool.query('vacuum analyze slu_reading');
   await maintainPartitions(pool, policy(widthS, { now: end }));
-  await pool.query(PROTO_FUNCTION);
   const map = new PartitionMap(pool);
   await map.refresh();
   const p = await q1<{ n: string; hot: string }>(pool, `select count(*)::text as n, count(*) filter (where cold_xid is null)::text as hot from sluice_partition`);
   return { name, url, pool, end, partitions: Number(p.n), hot: Number(p.hot), map };
 }
 
-/** A pool stand-in that sends readSince's statements rewritten by protoText (under their own prepared names). */
-function protoPool(feed: pg.Pool): pg.Pool {
-  return { query: (cfg: pg.QueryConfig) => feed.query({ ...cfg, ...(cfg.name ? { name: `${cfg.name}_proto` } : {}), text: protoText(cfg.text) }) } as unknown as pg.Pool;
-}
 
 interface Reads {
   /** Milliseconds per read. */
@@ -144,7 +138,7 @@ async function feedReads(l: Layout, hotFrom: HotFrom | 'raw', reads: number, pro
       if (hotFrom === 'raw') {
         await feed.query({ name: 'bench_raw_snapshot', text: 'select pg_current_snapshot()::text' });
       } else {
-        const r = await readSince(proto ? protoPool(feed) : feed, since, 1000, { prepared: true, hotFrom });
+        const r = await readSince(feed, since, 1000, { prepared: true, hotFrom });
         since = r.snapshot;
         if (r.rows.length !== BATCH && i >= warm) wrong++;
       }
@@ -172,7 +166,6 @@ async function feedPlan(l: Layout, hotFrom: HotFrom, proto = false): Promise<{ s
     await readSince(fake as unknown as pg.Pool, since, 1000, { hotFrom });
     if (!captured) throw new Error('readSince sent no query');
     const cap = captured as { text: string; values: unknown[] };
-    if (proto) cap.text = protoText(cap.text);
     for (let i = 0; i < 3; i++) await c.query(cap.text, cap.values); // warm, like the feed's connection
     const plan = (await c.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, summary on) ${cap.text}`, cap.values)).rows.map((r) => r['QUERY PLAN']);
     const num = (re: RegExp) => Number(plan.map((x) => re.exec(x)?.[1]).find((x) => x !== undefined) ?? NaN);
@@ -213,7 +206,7 @@ if (PARTS.has('feed') || PARTS.has('cold')) {
   if (PARTS.has('feed')) {
     // In interleaved rounds, so a disturbance on this shared machine (the other core's work) does not land on one
     // layout only; the percentiles are over every read of every round.
-    const kinds = ['oneRaw', 'manyRaw', 'one', 'many', 'oneNaive', 'manyNaive', 'oneProto', 'manyProto', 'manyLate', 'manyLateProto'] as const;
+    const kinds = ['oneRaw', 'manyRaw', 'one', 'many', 'oneNaive', 'manyNaive', 'manyLate'] as const;
     // Late writes: the batch goes into a cold partition (half-way back), so the read finds it through its note.
     const coldAt = await shift(many.pool, many.end, -(HOURS / 2) * HOUR_S);
     const all = Object.fromEntries(kinds.map((k) => [k, { samples: [] as number[], wrong: 0 }])) as Record<(typeof kinds)[number], { samples: number[]; wrong: number }>;
@@ -223,8 +216,7 @@ if (PARTS.has('feed') || PARTS.has('cold')) {
         ['oneRaw', one, 'raw', READS], ['manyRaw', many, 'raw', READS],
         ['one', one, one.map.hotFrom, READS], ['many', many, many.map.hotFrom, READS],
         ['oneNaive', one, () => '-infinity', NAIVE_READS], ['manyNaive', many, () => '-infinity', NAIVE_READS],
-        ['oneProto', one, one.map.hotFrom, READS, true], ['manyProto', many, many.map.hotFrom, READS, true],
-        ['manyLate', many, many.map.hotFrom, NAIVE_READS, false, coldAt], ['manyLateProto', many, many.map.hotFrom, NAIVE_READS, true, coldAt],
+        ['manyLate', many, many.map.hotFrom, NAIVE_READS, false, coldAt],
       ];
       for (const [k, l, h, n, proto, at] of runs) {
         const x = await feedReads(l, h, Math.ceil(n / rounds), proto === true, at);
@@ -242,19 +234,16 @@ if (PARTS.has('feed') || PARTS.has('cold')) {
         ['raw limit: snapshot round trip alone, p50 / p99', `${fmt(m.oneRaw.p50, 3)} / ${fmt(m.oneRaw.p99, 3)} ms`, `${fmt(m.manyRaw.p50, 3)} / ${fmt(m.manyRaw.p99, 3)} ms`, `${ratio(m.manyRaw.p50, m.oneRaw.p50)} / ${ratio(m.manyRaw.p99, m.oneRaw.p99)}`, ''],
         ['hot bound from the PartitionMap (the gateway), p50', `${fmt(m.one.p50, 3)} ms (${ratio(m.one.p50, m.oneRaw.p50)} raw)`, `${fmt(m.many.p50, 3)} ms (${ratio(m.many.p50, m.manyRaw.p50)} raw)`, ratio(m.many.p50, m.one.p50), 'not slower at 400'],
         ['hot bound from the PartitionMap (the gateway), p99', `${fmt(m.one.p99, 3)} ms`, `${fmt(m.many.p99, 3)} ms`, ratio(m.many.p99, m.one.p99), 'not slower at 400'],
-        ['prototype (not in sql/): noted part as a function planned per note, p50', `${fmt(m.oneProto.p50, 3)} ms`, `${fmt(m.manyProto.p50, 3)} ms`, ratio(m.manyProto.p50, m.oneProto.p50), 'not slower at 400'],
-        ['prototype (not in sql/): noted part as a function planned per note, p99', `${fmt(m.oneProto.p99, 3)} ms`, `${fmt(m.manyProto.p99, 3)} ms`, ratio(m.manyProto.p99, m.oneProto.p99), 'not slower at 400'],
         ['each batch written into a cold partition (read through its note), p50 / p99', '-', `${fmt(m.manyLate.p50, 3)} / ${fmt(m.manyLate.p99, 3)} ms`, '', ''],
-        ['the same, prototype, p50 / p99', '-', `${fmt(m.manyLateProto.p50, 3)} / ${fmt(m.manyLateProto.p99, 3)} ms`, '', ''],
         ['naive: every partition read directly (-infinity), p50', `${fmt(m.oneNaive.p50, 3)} ms`, `${fmt(m.manyNaive.p50, 3)} ms`, ratio(m.manyNaive.p50, m.oneNaive.p50), ''],
         ['naive: every partition read directly (-infinity), p99', `${fmt(m.oneNaive.p99, 3)} ms`, `${fmt(m.manyNaive.p99, 3)} ms`, ratio(m.manyNaive.p99, m.oneNaive.p99), ''],
       ],
     );
-    console.log(`reads: ${m.one.n} / ${m.many.n} with the hot bound (${m.oneProto.n} / ${m.manyProto.n} prototype), ${m.oneNaive.n} / ${m.manyNaive.n} naive, ${m.manyLate.n} / ${m.manyLateProto.n} late (batch at ${coldAt}), each after a commit of ${BATCH} readings; reads not returning exactly that batch: ${kinds.reduce((a, k) => a + m[k].wrong, 0)}`);
+    console.log(`reads: ${m.one.n} / ${m.many.n} with the hot bound, ${m.oneNaive.n} / ${m.manyNaive.n} naive, ${m.manyLate.n} late (batch at ${coldAt}), each after a commit of ${BATCH} readings; reads not returning exactly that batch: ${kinds.reduce((a, k) => a + m[k].wrong, 0)}`);
     console.log(`hot bound: "${one.name}" t >= ${hotOne}, ${HOURS} partitions t >= ${hotMany}; naive at ${HOURS} / hot bound at ${HOURS}: p50 ${ratio(m.manyNaive.p50, m.many.p50)}, p99 ${ratio(m.manyNaive.p99, m.many.p99)}`);
-    const plans = [await feedPlan(one, one.map.hotFrom), await feedPlan(many, many.map.hotFrom), await feedPlan(many, () => '-infinity'), await feedPlan(many, many.map.hotFrom, true)];
+    const plans = [await feedPlan(one, one.map.hotFrom), await feedPlan(many, many.map.hotFrom), await feedPlan(many, () => '-infinity')];
     const planLine = (p: { scans: number; planningMs: number; executionMs: number }) => `${p.scans} partition scans in the plan, planning ${fmt(p.planningMs, 3)} ms, execution ${fmt(p.executionMs, 3)} ms`;
-    console.log(`EXPLAIN ANALYZE of the same statement (a custom plan, as the feed's connection makes one per read): "${one.name}" with the hot bound: ${planLine(plans[0]!)}; ${HOURS} partitions with the hot bound: ${planLine(plans[1]!)}; naive at ${HOURS}: ${planLine(plans[2]!)}; prototype at ${HOURS}: ${planLine(plans[3]!)}`);
+    console.log(`EXPLAIN ANALYZE of the same statement (a custom plan, as the feed's connection makes one per read): "${one.name}" with the hot bound: ${planLine(plans[0]!)}; ${HOURS} partitions with the hot bound: ${planLine(plans[1]!)}; naive at ${HOURS}: ${planLine(plans[2]!)}`);
     if (env.BENCH_SHOW_PLANS) for (const p of plans) console.log(p.text + '\n');
     console.log(`max: ${fmt(m.one.max, 1)} / ${fmt(m.many.max, 1)} ms with the hot bound, ${fmt(m.oneNaive.max, 1)} / ${fmt(m.manyNaive.max, 1)} ms naive (${rounds} interleaved rounds)\n`);
   }
