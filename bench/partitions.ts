@@ -22,6 +22,7 @@ import { addPartitionsFrom, maintainPartitions, type PartitionPolicy } from '../
 import { createPool } from '../src/db/pool.ts';
 import { currentPosition, readSince, type HotFrom } from '../src/db/since.ts';
 import { benchServer, READING_LEAVES, readingStorage } from './lib/bench-db.ts';
+import { hotForSeeding } from './lib/seed.ts';
 import { fmt, printTable, summary } from './lib/stats.ts';
 
 const env = process.env;
@@ -50,6 +51,14 @@ console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model}, ${(os.totalm
 
 const poolFor = (url: string, max = 4) => createPool({ connectionString: url, max, connectTimeoutMs: 10_000, queryTimeoutMs: 3_600_000 });
 const policy = (widthS: number, extra: Partial<PartitionPolicy> = {}): PartitionPolicy => ({ widthS, ahead: 2, coldAfterS: HOUR_S, replayWindowS: 7 * DAY_S, ...extra });
+const withClient = async <T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+  const c = await pool.connect();
+  try {
+    return await fn(c);
+  } finally {
+    c.release();
+  }
+};
 const q1 = async <T extends pg.QueryResultRow>(db: pg.Pool | pg.ClientBase, sql: string, values: unknown[] = []): Promise<T> => (await db.query<T>(sql, values)).rows[0] as T;
 
 /** A timestamp literal (UTC) `s` seconds from `base`. */
@@ -97,6 +106,7 @@ async function layout(name: string, db: string, widthS: number): Promise<Layout>
   const end = (await q1<{ t: string }>(pool, `select to_char(now() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS') as t`)).t;
   const from = await shift(pool, end, -HOURS * HOUR_S);
   await addPartitionsFrom(pool, from, widthS);
+  await withClient(pool, hotForSeeding); // seeded hot, turned cold by the round below (bench/lib/seed.ts)
   await seedEven(pool, from, HOURS * ROWS_PER_HOUR, HOUR_S / ROWS_PER_HOUR, 100);
   await pool.query('vacuum analyze slu_reading');
   await maintainPartitions(pool, policy(widthS, { now: end }));
@@ -398,6 +408,7 @@ if (PARTS.has('retention')) {
   const day = await shift(part, today, -2 * DAY_S);
   const dayEnd = await shift(part, day, DAY_S);
   await addPartitionsFrom(part, day, DAY_S);
+  await withClient(part, hotForSeeding);
   await seedDay(part, day);
   await maintainPartitions(part, policy(DAY_S));
 
@@ -474,6 +485,8 @@ if (PARTS.has('retention')) {
   console.log(`the DELETE side is a plain table with the schema before partitioning (migrations 001-009: primary key, xid and covering indexes), holding only that day and the writer's rows: with months kept it reads every month (no index on t alone), the partition drop does not; autovacuum off on it so the dead tuples stay to be counted, and the VACUUM that must follow is its own row`);
   await part.end();
   await plain.end();
+  await server.drop('sluice_bench_ret_part');
+  await server.drop('sluice_bench_ret_plain');
 }
 
 await server.embedded?.close();
