@@ -470,7 +470,7 @@ if (PARTS.has('retention')) {
   results.push(await vacuum('after sluice_prune'));
 
   const drop = results[0] as PruneResult;
-  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const mib = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(0)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
   printTable(
     [`prune a day (${rows.toLocaleString()} readings)`, 'readings removed', 'wall time', 'vs drop', 'WAL', 'vs drop', 'dead tuples left', 'slu_reading on disk before -> after', "writer's longest stall (p99, inserts)"],
     [
