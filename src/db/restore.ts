@@ -11,12 +11,14 @@ import type pg from 'pg';
 export async function repairFutureXids(c: pg.ClientBase): Promise<number> {
   const kind = (await c.query<{ k: string | null }>(`select (select relkind::text from pg_class where oid = to_regclass('slu_reading')) as k`)).rows[0]?.k;
   if (kind !== 'p' && kind !== 'r') return 0;
-  const future = await c.query(`select 1 from slu_reading where xid >= pg_current_xact_id() limit 1`);
+  // A margin of a thousand transactions: only a restore's rows are that far ahead (the review's reproduction: a
+  // million), never a writer's that raced this check.
+  const future = await c.query(`select 1 from slu_reading where xid >= (pg_current_xact_id()::text::numeric + 1000)::text::xid8 limit 1`);
   if (future.rowCount === 0) return 0;
   await c.query('begin');
   try {
     await c.query(`set local sluice.repairing_xids = 'on'`);
-    const r = await c.query(`update slu_reading set xid = '1' where xid >= pg_current_xact_id()`);
+    const r = await c.query(`update slu_reading set xid = '1' where xid >= (pg_current_xact_id()::text::numeric + 1000)::text::xid8`);
     await c.query(`delete from sluice_xid_clock where xid >= pg_current_xact_id()`);
     await c.query(`insert into sluice_xid_clock (xid) values (pg_current_xact_id()) on conflict do nothing`);
     await c.query(`delete from sluice_reading_late where xid >= pg_current_xact_id()`);

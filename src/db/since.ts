@@ -58,8 +58,11 @@ function notInSRows(hot: string, hotParam: string, limitParam: string, extra = '
   const direct = `select ${PACKED_READING} as packed, r.xid, r.id from slu_reading r
       where r.t >= ${hotParam}::timestamp and r.t < (select coalesce(max(p.hi), 'infinity') from sluice_partition p)
         and ${NOT_IN_S} ${extra} order by r.xid, r.id limit ${limitParam}`;
+  // The function runs only when some noted transaction is new since S (one probe of the notes' key, evaluated
+  // once before the scan): the usual read, with no late write, does not call it at all.
   const noted = `select ${PACKED_READING} as packed, r.xid, r.id
-      from sluice_noted_rows($1::xid8, $2::xid8, $3::xid8[], ${hotParam}::timestamp, ${limitParam}::int${notedArgs}) r`;
+      from sluice_noted_rows($1::xid8, $2::xid8, $3::xid8[], ${hotParam}::timestamp, ${limitParam}::int${notedArgs}) r
+      where exists (select 1 from sluice_reading_late l where l.xid >= $1::xid8 and (l.xid >= $2::xid8 or l.xid = any($3::xid8[])))`;
   return `select u.packed from ((${direct}) union all (${noted})) u order by u.xid, u.id limit ${limitParam}`;
 }
 
