@@ -19,7 +19,8 @@ interface PartitionState {
  * sluice_reading_late, which the read also follows. Rows in the default partition are always noted.
  *
  * Why a stale map is harmless: it can only say "hot" where the truth is "cold" (a partition it does not list is
- * newer than every listed one, so above the bound anyway; one dropped since was cold), and reading a cold
+ * either newer than every listed one, so above the bound anyway, or made for the past by addPartitionsFrom,
+ * which makes it cold in the same transaction; one dropped since was cold), and reading a cold
  * partition directly as well is merely slower. The two parts of the read split on the same bound, so nothing is
  * read twice. Until the first load, the bound is -infinity: every partition is read directly.
  */
