@@ -4,6 +4,7 @@
 //  (p) the peer architecture (bench/lib/peer-gateway.mjs: per-row NOTIFY of the row as JSON, one LISTEN, each
 //      notification straight to the sockets of its SLU; no cursor, no resume): same clients, rate and SLUs;
 //  (c) sluice end to end: commit -> client latency at a fixed rate, sustained delivery, ingest with zero loss;
+//  (n) sluice with FEED_FAST_PATH=false: every reading waits for the feed's read (before issue 12's fast path);
 //  (f) sluice with FEED_CONNECTION=pool: the feed's read on the shared pool with an unnamed statement (before)
 //      against its own connection and a prepared statement (after);
 //  (w) sluice with WORKERS=2 against 1 (`--workers N` sets the main phase's);
@@ -32,7 +33,7 @@ const RATE = Number(process.env.BENCH_RATE ?? 10_000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 10_000);
 const SLU_BASE = 5_000_000; // SLU ids of this benchmark, away from bench:rest's
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
-const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,feedpool,workers,idle').split(','));
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'raw,peer,sluice,nofast,feedpool,workers,idle').split(','));
 /** Gateway processes for the main sluice phase (`--workers N` or BENCH_WORKERS); the "workers" phase compares 1 and 2. */
 const argWorkers = process.argv.indexOf('--workers');
 const WORKERS = Number(argWorkers >= 0 ? process.argv[argWorkers + 1] : (process.env.BENCH_WORKERS ?? 1));
@@ -367,6 +368,7 @@ const a = PHASES.has('raw') ? await rawListen() : undefined;
 const b = PHASES.has('raw') ? await rawBroadcast() : undefined;
 const p = PHASES.has('peer') ? await peer() : undefined;
 const c = PHASES.has('sluice') ? await sluice() : undefined;
+const noFast = PHASES.has('nofast') ? await sluice({ FEED_FAST_PATH: 'false' }, { sustained: true, ingest: false }) : undefined;
 const feedPool = PHASES.has('feedpool') ? await sluice({ FEED_CONNECTION: 'pool' }, { sustained: false, ingest: false }) : undefined;
 const other = PHASES.has('workers') ? await sluice({ WORKERS: WORKERS === 1 ? '2' : '1' }, { sustained: true, ingest: true }) : undefined;
 const idle = PHASES.has('idle') ? await sluiceWithIdle() : undefined;
@@ -392,6 +394,10 @@ if (c) {
   const st = c.rateResult.stages;
   if (st) console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame${b ? `; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs` : ''})`);
   console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement, ${c.rateResult.early} delivered before it (which would bias the figures if not 0)`);
+}
+if (c && noFast) {
+  const reads = (r: typeof c) => fmt((r.rateResult.stages?.feedRead.count ?? NaN) / ((DURATION_MS) / 1000), 0);
+  console.log(`\nthe fast path (rows from the NOTIFY payload): before (FEED_FAST_PATH=false, every reading waits for a read) commit -> client p50 ${fmt(noFast.rateResult.latency.p50)} / p99 ${fmt(noFast.rateResult.latency.p99)} ms, sustained ${fmt(noFast.sustained.perSec, 0)}/s, ${reads(noFast)} reads/s, gateway CPU ${fmt(noFast.rateResult.cpuUsPerReading, 1)} µs a reading; after p50 ${fmt(c.rateResult.latency.p50)} / p99 ${fmt(c.rateResult.latency.p99)} ms, sustained ${fmt(c.sustained.perSec, 0)}/s, ${reads(c)} reads/s, ${fmt(c.rateResult.cpuUsPerReading, 1)} µs a reading; duplicates ${noFast.rateResult.dups} / ${c.rateResult.dups}`);
 }
 if (c?.rateResult.stages && feedPool?.rateResult.stages) {
   const [after, before] = [c.rateResult.stages.feedRead, feedPool.rateResult.stages.feedRead];

@@ -83,6 +83,8 @@ export const ConfigSchema = z
     FEED_POLL_INTERVAL_MS: int(50, 600_000).default(1000),
     /** Where the feed reads new readings: "dedicated" = its own connection with a prepared statement (planned per call), "pool" = the query pool. Default dedicated. */
     FEED_CONNECTION: z.enum(['dedicated', 'pool']).default('dedicated'),
+    /** Deliver a small statement's rows from its NOTIFY payload at once (sql/014), before the read confirms them. Default true. */
+    FEED_FAST_PATH: bool.default(true),
     /** Longest /latest and /rows wait for the feed to read past the request (read-your-writes from memory); past it they read the table themselves, ms. Default 250. */
     FEED_SYNC_WAIT_MS: int(1, 60_000).default(250),
     /** Rows per database read when replaying a backlog or a resume; one frame each. Default 5000. */

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { repairFutureXids } from './restore.ts';
-import { maintenanceClient, partitionReadings, prepareLegacyTable, putBackAside, type TakeoverOptions } from './takeover.ts';
+import { maintenanceClient, partitionReadings, prepareLegacyTable, putBackAside, withShortLocks, type TakeoverOptions } from './takeover.ts';
 
 /** Where the forward-only migrations live: sql/NNN_name.sql, applied in file-name order. */
 export const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
@@ -12,6 +12,26 @@ const MIGRATION_LOCK = 0x51_75_1c_e0;
 
 /** sql/010, after which slu_reading is made partitioned. */
 const PARTITIONS_MIGRATION = 10;
+/** sql/014, after which the insert trigger sends small statements' rows. */
+const ROWS_IN_NOTIFY_MIGRATION = 14;
+
+/**
+ * Points slu_reading's insert trigger at sql/014's sluice_notify_rows (it needs the statement's rows). CREATE OR
+ * REPLACE TRIGGER takes SHARE ROW EXCLUSIVE: it waits for writers already in a transaction on slu_reading (and new
+ * writers queue behind it), not for readers such as pg_dump; short attempts keep that queue short.
+ */
+async function useRowsInNotify(c: pg.ClientBase): Promise<boolean> {
+  const r = await c.query(
+    `select 1 from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+      where t.tgrelid = to_regclass('slu_reading') and t.tgname = 'sluice_reading_notify' and p.proname = 'sluice_notify_rows' and t.tgnewtable is not null`,
+  );
+  if (r.rowCount === 1 || (await c.query(`select to_regclass('slu_reading') as r`)).rows[0]?.r === null) return false;
+  await withShortLocks(c, 100, () =>
+    c.query(`create or replace trigger sluice_reading_notify after insert on slu_reading
+               referencing new table as new_rows for each statement execute function sluice_notify_rows()`),
+  );
+  return true;
+}
 
 export interface Migration {
   readonly id: number;
@@ -70,6 +90,7 @@ export async function migrate(pool: pg.Pool, migrations?: readonly Migration[], 
         if (await partitionReadings(client, takeover)) applied.push('takeover: slu_reading partitioned');
         else await putBackAside(client, takeover.onProgress); // a takeover interrupted right after its switch
       }
+      if (all.some((m) => m.id === ROWS_IN_NOTIFY_MIGRATION) && (await useRowsInNotify(client))) applied.push('trigger: rows in NOTIFY');
       // A restore onto another cluster: rows whose xid this cluster has not reached (src/db/restore.ts).
       const repaired = await repairFutureXids(client);
       if (repaired > 0) applied.push(`restore: ${repaired} rows from another cluster's future made history`);

@@ -40,11 +40,12 @@ export function createPool(opts: PoolOptions, log?: Logger): pg.Pool {
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     application_name: opts.applicationName ?? 'sluice',
-    // Timestamps are read as text (legacyT() pads them): make sure the server prints them in ISO form,
-    // whatever the database's or role's DateStyle is.
+    // Timestamps and reals are read as text (legacyT() pads them, formatFloat4 needs every digit): make sure the
+    // server prints them in ISO form and exactly, whatever the database's or role's settings are. sql/014's
+    // trigger pins the same two, so a reading's text is the same in a NOTIFY payload as in a read.
     // jit off: every query here is short, and a cost estimate inflated by skewed statistics once made a 1 ms
     // read spend 300 ms compiling.
-    options: ['-c DateStyle=ISO,YMD', '-c jit=off', ...Object.entries(opts.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)].join(' '),
+    options: ['-c DateStyle=ISO,YMD', '-c extra_float_digits=1', '-c jit=off', ...Object.entries(opts.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)].join(' '),
     types: sluiceTypes,
   });
   pool.on('error', (err) => log?.warn({ err: err.message }, 'idle database connection lost'));

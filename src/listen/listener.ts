@@ -15,8 +15,11 @@ export type ListenerState = 'connecting' | 'listening' | 'reconnecting' | 'close
 export interface ListenerEvents {
   /** LISTEN is (again) in place: read everything committed meanwhile. */
   listening: [];
-  /** A NOTIFY arrived on the readings channel. */
-  notify: [];
+  /**
+   * A NOTIFY arrived on the readings channel. Payload: the writing transaction's id (a wake-up), or a small
+   * statement's rows with their MAC (sql/014), for the feed's fast path.
+   */
+  notify: [string];
   /** A partner's grants changed (payload: the partner name). */
   grant: [string];
   /** Readings were deleted, updated or truncated (payload: the operation). */
@@ -63,7 +66,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         retryTimeout: Number.POSITIVE_INFINITY,
         retryInterval: (attempt: number) => backoffMs(attempt, opts.retryBaseMs, opts.retryCapMs),
         paranoidChecking: opts.healthCheckMs,
-        // Payloads are transaction ids: keep them as text.
+        // Payloads are transaction ids, partner names or packed rows: keep them as text.
         parse: (s: string) => s,
       },
     );
@@ -83,7 +86,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.sub.events.on('notification', (n) => {
       if (n.channel === GRANT_CHANNEL) this.emit('grant', String(n.payload));
       else if (n.channel === CHANGE_CHANNEL) this.emit('change', String(n.payload));
-      else this.emit('notify');
+      else this.emit('notify', String(n.payload ?? ''));
     });
   }
 

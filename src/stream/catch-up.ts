@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { catchUpPage, streamRowKey, type HotFrom, type StreamRow } from '../db/since.ts';
-import { formatPacked, PACKED_READING, readingT } from '../format/reading.ts';
+import { formatPacked, keyId, keyXid, packedKey, PACKED_READING, readingT } from '../format/reading.ts';
+import { aheadHas, aheadOf, type Ahead } from './ahead.ts';
 import { SluiceError } from '../errors.ts';
 import type { Cursor, HistoryCursor } from './cursor.ts';
 
@@ -43,6 +44,10 @@ const START_SQL = `select pg_current_snapshot()::text as now,
  */
 export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: ReplayCursor, sluIds: readonly number[] | null, opts: CatchUpOptions): Promise<Snapshot> {
   const now = await checkReplayStart(db, canceller, from.s, from.kind === 'paging' ? from.q : undefined, opts);
+  // Rows the fast path delivered ahead of the cursor's snapshot are skipped (and named in every cursor sent until a
+  // snapshot covers them). They committed before the cursor was written, so `now` must see them.
+  const ahead = from.ahead;
+  if (ahead) for (const xid of ahead.keys()) if (xid >= now.xmax) throw new SluiceError('SLUICE_ERR_CURSOR_INVALID', 'cursor is not from this database (it is ahead of it)');
   const first = from.s;
   let since = first;
   let upto = from.kind === 'paging' ? from.q : now;
@@ -53,7 +58,10 @@ export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: Repla
       if (rows.length === 0) break;
       after = streamRowKey(rows.at(-1) as StreamRow);
       const done = rows.length < opts.pageRows;
-      await opts.send(rows, done ? { kind: 'settled', s: upto } : { kind: 'paging', s: since, q: upto, xid: after[0], id: after[1] });
+      const fresh = skipAhead(rows, ahead);
+      const cursor: ReplayCursor = done ? withAhead({ kind: 'settled', s: upto }, ahead) : withAhead({ kind: 'paging', s: since, q: upto, xid: after[0], id: after[1] }, ahead);
+      // A page of nothing but rows sent ahead is not sent: the client's cursor already covers it.
+      if (fresh.length > 0) await opts.send(fresh, cursor);
       if (done) break;
     }
     if (upto === now) return now;
@@ -62,6 +70,20 @@ export async function catchUp(db: pg.PoolClient, canceller: pg.Pool, from: Repla
     upto = now;
     after = [0, 0];
   }
+}
+
+function skipAhead(rows: StreamRow[], ahead: Ahead | undefined): StreamRow[] {
+  if (!ahead) return rows;
+  return rows.filter((r) => {
+    const key = packedKey(r[0]);
+    return !aheadHas(ahead, Number(keyXid(key)), Number(keyId(key)));
+  });
+}
+
+/** `c` with the part of `ahead` its snapshot does not cover. */
+function withAhead(c: ReplayCursor, ahead: Ahead | undefined): ReplayCursor {
+  const left = aheadOf(ahead, c.s);
+  return left ? { ...c, ahead: left } : c;
 }
 
 function query(db: pg.PoolClient, canceller: pg.Pool, signal: AbortSignal, text: string, values: unknown[]): Promise<pg.QueryResult> {

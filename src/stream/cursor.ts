@@ -1,3 +1,4 @@
+import { decodeAhead, encodeAhead, type Ahead } from './ahead.ts';
 import { covers, formatSnapshot, parseSnapshot, visibleIn, type Snapshot } from './snapshot.ts';
 
 /**
@@ -5,11 +6,13 @@ import { covers, formatSnapshot, parseSnapshot, visibleIn, type Snapshot } from 
  *  - settled: "everything visible in snapshot S has been delivered";
  *  - paging:  during a catch-up from S toward Q: "everything visible in S, plus the rows visible in Q but not in
  *             S up to (xid, id) in catch-up order". Resuming continues that catch-up exactly where it stopped.
+ * Either may carry `ahead` (src/stream/ahead.ts): rows of transactions S does not see that the fast path already
+ * delivered from their NOTIFY payload; a resume skips exactly those.
  * Encoded as "c1." + base64url(JSON) so it survives URLs unescaped.
  */
 export type Cursor =
-  | { readonly kind: 'settled'; readonly s: Snapshot }
-  | { readonly kind: 'paging'; readonly s: Snapshot; readonly q: Snapshot; readonly xid: number; readonly id: number }
+  | { readonly kind: 'settled'; readonly s: Snapshot; readonly ahead?: Ahead }
+  | { readonly kind: 'paging'; readonly s: Snapshot; readonly q: Snapshot; readonly xid: number; readonly id: number; readonly ahead?: Ahead }
   | HistoryCursor;
 
 /**
@@ -38,9 +41,9 @@ export const MAX_CURSOR_LENGTH = 16_384;
 export function encodeCursor(c: Cursor): string {
   const body =
     c.kind === 'settled'
-      ? { s: formatSnapshot(c.s) }
+      ? c.ahead && c.ahead.size > 0 ? { s: formatSnapshot(c.s), f: encodeAhead(c.ahead) } : { s: formatSnapshot(c.s) }
       : c.kind === 'paging'
-        ? { s: formatSnapshot(c.s), q: formatSnapshot(c.q), x: c.xid, i: c.id }
+        ? { s: formatSnapshot(c.s), q: formatSnapshot(c.q), x: c.xid, i: c.id, ...(c.ahead && c.ahead.size > 0 ? { f: encodeAhead(c.ahead) } : {}) }
         : c.after
           ? { h: c.from, q: formatSnapshot(c.q), a: c.after.sluId, t: c.after.t, i: c.after.id }
           : { h: c.from, q: formatSnapshot(c.q) };
@@ -84,8 +87,14 @@ function cursorOf(body: unknown): Cursor | undefined {
   if ('h' in o) return historyOf(o, keys);
   const s = snapshotOf(o.s);
   if (!s) return undefined;
-  if (keys === 1) return { kind: 'settled', s };
-  if (keys !== 4) return undefined;
+  let ahead: Ahead | undefined;
+  if ('f' in o) {
+    ahead = decodeAhead(o.f, s);
+    if (!ahead) return undefined;
+  }
+  const fixed = keys - (ahead ? 1 : 0);
+  if (fixed === 1) return ahead ? { kind: 'settled', s, ahead } : { kind: 'settled', s };
+  if (fixed !== 4) return undefined;
   const q = snapshotOf(o.q);
   const xid = o.x;
   const id = o.i;
@@ -93,7 +102,7 @@ function cursorOf(body: unknown): Cursor | undefined {
   // A paging cursor is "s, plus what q sees that s does not, up to (x, i)": q is a later snapshot than s, and
   // x is the transaction of a row the catch-up sent, so one q sees and s does not.
   if (!covers(q, s) || !visibleIn(xid, q) || visibleIn(xid, s)) return undefined;
-  return { kind: 'paging', s, q, xid, id };
+  return ahead ? { kind: 'paging', s, q, xid, id, ahead } : { kind: 'paging', s, q, xid, id };
 }
 
 function snapshotOf(v: unknown): Snapshot | undefined {

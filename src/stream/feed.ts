@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -5,8 +6,9 @@ import { catchUpPage, currentPosition, readSince, streamRowKey, type HotFrom, ty
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { formatPacked, keyId, keyXid, latestJson, packedKey, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
+import { aheadAdd, aheadHas, aheadOf } from './ahead.ts';
 import type { Cursor } from './cursor.ts';
-import type { Snapshot } from './snapshot.ts';
+import { visibleIn, type Snapshot } from './snapshot.ts';
 
 /** One committed reading as the stream carries it, serialised once for every subscriber. */
 export interface StreamReading {
@@ -29,6 +31,8 @@ export interface Batch {
   readonly readings: readonly StreamReading[];
   readonly cursor: Cursor;
   readonly snapshot?: Snapshot;
+  /** Delivered from a NOTIFY payload (the fast path), ahead of any read. */
+  readonly fast?: true;
 }
 
 export interface FeedOptions {
@@ -40,7 +44,12 @@ export interface FeedOptions {
   readonly prepared?: boolean;
   /** Where the hot partitions begin (PartitionMap.hotFrom); unset, every partition is read directly. */
   readonly hotFrom?: HotFrom;
+  /** Deliver rows carried by NOTIFY payloads (sql/014) at once. Default true. */
+  readonly fastPath?: boolean;
 }
+
+/** Wake-up transactions remembered between two reads; past this the fast path simply waits for the next read. */
+const MAX_BLOCKERS = 10_000;
 
 export interface FeedEvents {
   batch: [Batch];
@@ -54,6 +63,25 @@ export interface FeedEvents {
   /** A database read completed (seconds), whether or not it found anything. */
   read: [number];
   error: [Error];
+}
+
+/** A backlog read in pages from `from` toward the fixed bound `q`; `startNo` numbers the read that began it. */
+interface PagingState {
+  readonly from: Snapshot;
+  readonly q: Snapshot;
+  after: [number, number];
+  readonly startNo: number;
+}
+
+/** sql/014's MAC key, or undefined (with a note in the log) when this role cannot read it. */
+async function readNotifyKey(pool: pg.Pool, log: Logger): Promise<Buffer | undefined> {
+  try {
+    const r = await pool.query<{ key: Buffer }>('select key from sluice_notify_key');
+    return r.rows[0]?.key;
+  } catch (err) {
+    log.info({ err: (err as Error).message }, 'cannot read sluice_notify_key: readings are delivered by reads only (no fast path)');
+    return undefined;
+  }
 }
 
 /**
@@ -82,7 +110,21 @@ export class Feed extends EventEmitter<FeedEvents> {
   private snap: Snapshot | undefined;
   /** The change counter (sql/006) as of `snap`. */
   private changes = '';
-  private paging: { from: Snapshot; q: Snapshot; after: [number, number] } | undefined;
+  private paging: PagingState | undefined;
+  /**
+   * The fast path's state. `ahead`: rows delivered from payloads of transactions `snap` does not see yet (every
+   * cursor carries them; every read skips them). `blockers`: transactions announced by a wake-up only (or whose
+   * payload could not be taken), not read yet: while there are any, payloads wait for the read too, so a writer's
+   * transactions still arrive in commit order. `barrier`: no payload is taken until a read that started after
+   * this many reads had started completes (after LISTEN came back, or a change: what committed meanwhile is
+   * read first). `notifyKey`: sql/014's MAC key; unset (unreadable), payloads are ignored and only reads deliver.
+   */
+  private ahead = new Map<number, Array<[number, number]>>();
+  private blockers = new Set<number>();
+  private barrier: number | undefined = 0;
+  private listening = false;
+  private readStarts = 0;
+  private notifyKey: Buffer | undefined;
   private running = false;
   private dirty = false;
   private closed = false;
@@ -92,7 +134,8 @@ export class Feed extends EventEmitter<FeedEvents> {
   /** Ends a retry back-off early: someone is waiting for an answer now (see sync). */
   private cutBackoff: (() => void) | undefined;
   /** Reads done and rows delivered, for metrics and tests. */
-  readonly stats = { polls: 0, rows: 0, errors: 0 };
+  readonly stats = { polls: 0, rows: 0, errors: 0, fastRows: 0, forged: 0 };
+  private forgedLoggedAt = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -108,6 +151,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     const at = await currentPosition(this.pool);
     this.snap = at.snapshot;
     this.changes = at.changes;
+    if (this.opts.fastPath !== false) this.notifyKey = await readNotifyKey(this.pool, this.log);
     this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs);
     this.timer.unref();
     return this.snap;
@@ -117,6 +161,101 @@ export class Feed extends EventEmitter<FeedEvents> {
   get snapshot(): Snapshot {
     if (!this.snap) throw new Error('Feed.start() has not completed');
     return this.snap;
+  }
+
+  /**
+   * LISTEN is in place (true) or not. While it is not, payloads are not taken (commits meanwhile send nothing);
+   * when it is again, they wait for a read that started after this moment, which covers what committed meanwhile.
+   */
+  setListening(on: boolean): void {
+    this.listening = on;
+    if (on) this.holdFast();
+  }
+
+  /** True when a payload arriving now would be delivered at once (tests wait for it; /readyz shows it). */
+  get fastReady(): boolean {
+    return this.notifyKey !== undefined && this.listening && this.barrier === undefined && !this.paging && this.blockers.size === 0;
+  }
+
+  /** Payloads wait until a read that starts after this call has completed (a change, or LISTEN came back). */
+  holdFast(): void {
+    this.barrier = this.readStarts;
+  }
+
+  /**
+   * A NOTIFY on the readings channel (sql/014): a wake-up carrying a transaction id, or a small statement's rows
+   * with their MAC. Rows are delivered at once when that keeps every guarantee: the MAC is right (anyone may
+   * NOTIFY), no earlier transaction is still waiting for a read (commit order), and the cursor can carry them
+   * (MAX_AHEAD_*). Otherwise they are left to the read, which the caller wakes anyway.
+   */
+  offer(payload: string): void {
+    const snap = this.snap;
+    if (this.closed || !snap) return;
+    if (payload.charCodeAt(0) !== 114 /* r */) {
+      const xid = Number(payload);
+      if (Number.isSafeInteger(xid) && !visibleIn(xid, snap)) this.block(xid);
+      return;
+    }
+    if (!this.notifyKey) return;
+    const body = payload.slice(65);
+    const mac = createHash('sha256').update(this.notifyKey).update(createHash('sha256').update(body).digest()).digest();
+    const given = Buffer.from(payload.slice(1, 65), 'hex');
+    if (given.length !== 32 || !timingSafeEqual(mac, given)) {
+      this.stats.forged++;
+      if (Date.now() - this.forgedLoggedAt > 1000) {
+        this.forgedLoggedAt = Date.now();
+        this.log.warn('a NOTIFY on sluice_reading carried rows without a valid MAC: ignored (someone other than sql/014 sent it)');
+      }
+      return;
+    }
+    const lines = body.split('\n');
+    const xid = Number(keyXid(lines[1] ?? ''));
+    if (visibleIn(xid, snap)) return; // a read already delivered this transaction
+    if (!this.listening || this.barrier !== undefined || this.paging || this.blockers.size > 0) return this.block(xid);
+    const readings: StreamReading[] = [];
+    for (let i = 1; i < lines.length; i++) {
+      const packed = lines[i] as string;
+      const key = packedKey(packed);
+      const id = Number(keyId(key));
+      if (aheadHas(this.ahead, xid, id)) continue;
+      if (Number(keyXid(key)) !== xid || !aheadAdd(this.ahead, xid, id)) {
+        this.block(xid); // the rest of this transaction comes with the read
+        break;
+      }
+      readings.push(toStreamReading([packed], this.cache));
+    }
+    if (readings.length === 0) return;
+    this.stats.fastRows += readings.length;
+    this.emitBatch({ readings, cursor: this.settled(snap), fast: true });
+  }
+
+  private block(xid: number): void {
+    if (this.blockers.size >= MAX_BLOCKERS) {
+      this.blockers.clear();
+      this.holdFast();
+    } else this.blockers.add(xid);
+  }
+
+  /** The settled cursor at `s`, with what was delivered ahead of it. */
+  private settled(s: Snapshot): Cursor {
+    const ahead = aheadOf(this.ahead, s);
+    return ahead ? { kind: 'settled', s, ahead } : { kind: 'settled', s };
+  }
+
+  /** After a read up to `s`: forget what `s` covers; lift the barrier if this read started after it was set. */
+  private settle(s: Snapshot, startNo: number): void {
+    for (const xid of this.ahead.keys()) if (visibleIn(xid, s)) this.ahead.delete(xid);
+    for (const xid of this.blockers) if (visibleIn(xid, s)) this.blockers.delete(xid);
+    if (this.barrier !== undefined && startNo > this.barrier) this.barrier = undefined;
+  }
+
+  /** Rows a payload already delivered are not delivered again. */
+  private notAhead(rows: readonly StreamRow[]): readonly StreamRow[] {
+    if (this.ahead.size === 0) return rows;
+    return rows.filter((r) => {
+      const key = packedKey(r[0]);
+      return !aheadHas(this.ahead, Number(keyXid(key)), Number(keyId(key)));
+    });
   }
 
   /** Something may have committed: read soon (coalesced). */
@@ -200,6 +339,7 @@ export class Feed extends EventEmitter<FeedEvents> {
       return false;
     }
     const from = this.snapshot;
+    const startNo = ++this.readStarts;
     const started = performance.now();
     const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
     this.emit('read', (performance.now() - started) / 1000);
@@ -215,38 +355,51 @@ export class Feed extends EventEmitter<FeedEvents> {
       }
     }
     if (first.complete) {
+      const rows = this.notAhead(first.rows);
       this.snap = first.snapshot;
-      this.deliver(first.rows, { kind: 'settled', s: first.snapshot }, first.snapshot);
+      this.settle(first.snapshot, startNo);
+      this.deliver(rows, this.settled(first.snapshot), first.snapshot);
       return true;
     }
     // A backlog larger than one page (e.g. after a database outage): page toward the fixed bound Q. Progress is
     // kept in `paging`, so a read that fails halfway resumes after the last delivered page, not from the start.
-    const state = { from, q: first.snapshot, after: streamRowKey(first.rows.at(-1) as StreamRow) };
+    const state = { from, q: first.snapshot, after: streamRowKey(first.rows.at(-1) as StreamRow), startNo };
     this.paging = state;
-    this.deliver(first.rows, { kind: 'paging', s: from, q: state.q, xid: state.after[0], id: state.after[1] });
+    this.deliver(this.notAhead(first.rows), this.pagingCursor(state));
     await this.finishPaging(state);
     return true;
   }
 
-  private async finishPaging(state: { from: Snapshot; q: Snapshot; after: [number, number] }): Promise<void> {
+  private async finishPaging(state: PagingState): Promise<void> {
     for (;;) {
       const rows = await catchUpPage(this.pool, { since: state.from, upto: state.q, after: state.after, sluIds: null, limit: this.opts.pageRows, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
       if (rows.length < this.opts.pageRows) {
         this.paging = undefined;
+        const fresh = this.notAhead(rows);
         this.snap = state.q;
-        this.deliver(rows, { kind: 'settled', s: state.q }, state.q);
+        this.settle(state.q, state.startNo);
+        this.deliver(fresh, this.settled(state.q), state.q);
         return;
       }
       state.after = streamRowKey(rows.at(-1) as StreamRow);
-      this.deliver(rows, { kind: 'paging', s: state.from, q: state.q, xid: state.after[0], id: state.after[1] });
+      this.deliver(this.notAhead(rows), this.pagingCursor(state));
     }
+  }
+
+  private pagingCursor(state: PagingState): Cursor {
+    const ahead = aheadOf(this.ahead, state.from);
+    return { kind: 'paging', s: state.from, q: state.q, xid: state.after[0], id: state.after[1], ...(ahead ? { ahead } : {}) };
   }
 
   private deliver(rows: readonly StreamRow[], cursor: Cursor, snapshot?: Snapshot): void {
     const readings = rows.map((r) => toStreamReading(r, this.cache));
     this.stats.rows += readings.length;
+    this.emitBatch(snapshot ? { readings, cursor, snapshot } : { readings, cursor });
+  }
+
+  private emitBatch(batch: Batch): void {
     try {
-      this.emit('batch', snapshot ? { readings, cursor, snapshot } : { readings, cursor });
+      this.emit('batch', batch);
     } catch (err) {
       // A consumer's bug is not a read failure: the position has advanced and re-reading would duplicate.
       this.log.error({ err }, 'batch consumer failed');

@@ -33,14 +33,15 @@ export interface Live {
 }
 
 /**
- * Starts the live path. A reading's way: an INSERT fires the statement trigger (sql/002) -> the Listener gets
- * the NOTIFY -> the Feed reads everything committed since its snapshot -> the Hub hands each batch to the
+ * Starts the live path. A reading's way: an INSERT fires the statement trigger (sql/014) -> the Listener gets
+ * the NOTIFY -> the Feed delivers the rows it carries at once (a small statement's), and reads everything
+ * committed since its snapshot (the rest, and the confirmation) -> the Hub hands each batch to the
  * sessions subscribed to its SLUs (src/ws/session.ts) -> the socket. The feed starts at a snapshot; the latest
  * store is then filled by a scan that sees at least as much and kept current by every batch after it.
  */
 export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'> & { partitions?: Database['partitions'] }, log: Logger): Promise<Live> {
   const cache = new ReadingCache(config.READING_CACHE_SIZE);
-  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
+  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, fastPath: config.FEED_FAST_PATH, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
   const start = await feed.start();
   const latest = new LatestStore(() => latestPerSlu(db.pool, cache), log);
   const freshness = new Freshness();
@@ -81,15 +82,22 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
   });
   feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
 
-  listener.on('notify', () => {
+  listener.on('notify', (payload) => {
     notifiedAt ??= performance.now();
+    feed.offer(payload); // a small statement's rows go out now (sql/014); the read confirms them
     feed.wake();
   });
   listener.on('grant', (partner) => grants.changed(partner));
   // A change wakes the feed, which sees it through the change counter (and so does its next poll, if missed).
-  listener.on('change', () => feed.wake());
+  // Payloads wait for that read: rows a writer inserted after its change must not overtake it.
+  listener.on('change', () => {
+    feed.holdFast();
+    feed.wake();
+  });
+  listener.on('state', (s) => feed.setListening(s === 'listening'));
   let listenedBefore = false;
   listener.on('listening', () => {
+    feed.setListening(true); // payloads wait for a read that covers whatever committed while LISTEN was away
     feed.wake(); // catch up on whatever committed while LISTEN was down (rows and changes alike)
     if (listenedBefore) grants.changed(); // grant notifications may have been missed: reload them all
     listenedBefore = true;
