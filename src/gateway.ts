@@ -82,6 +82,7 @@ export async function createGateway(config: Config, log: Logger): Promise<Gatewa
       },
       hubStats: () => live.hub.stats,
       listenerReconnects: () => live.listener.reconnects,
+      feedStats: () => live.feed.stats,
       replays: () => replays.running,
       tlsDegraded: () => tls.degraded !== undefined,
       pendingHandshakes: () => handshakes?.pending ?? 0,

@@ -85,6 +85,8 @@ export const ConfigSchema = z
     FEED_CONNECTION: z.enum(['dedicated', 'pool']).default('dedicated'),
     /** Deliver a small statement's rows from its NOTIFY payload at once (sql/014), before the read confirms them. Default true. */
     FEED_FAST_PATH: bool.default(true),
+    /** After rows went out from a payload, the read that confirms them waits this long, so reads coalesce, ms. Default 20. */
+    FEED_CONFIRM_MS: int(0, 1000).default(20),
     /** Longest /latest and /rows wait for the feed to read past the request (read-your-writes from memory); past it they read the table themselves, ms. Default 250. */
     FEED_SYNC_WAIT_MS: int(1, 60_000).default(250),
     /** Rows per database read when replaying a backlog or a resume; one frame each. Default 5000. */

@@ -10,6 +10,8 @@ export interface MetricSources {
   readonly streamPartners: () => Iterable<string>;
   readonly hubStats: () => { readonly batches: number; readonly framesSent: number; readonly readingsOut: number; readonly readingsIn: number };
   readonly listenerReconnects: () => number;
+  /** The feed's fast path (sql/014): rows delivered from NOTIFY payloads, and payloads refused for a bad MAC. */
+  readonly feedStats?: () => { readonly fastRows: number; readonly forged: number; readonly waited: number };
   /** Resumes replaying now. */
   readonly replays?: () => number;
   /** True while TLS is degraded: a reload was refused (the previous material serves) or the CRL is out of date (TlsReloader.degraded). */
@@ -80,6 +82,9 @@ export class Metrics {
     fromStats('sluice_frames_out_total', 'Reading frames sent to stream clients.', () => src.hubStats().framesSent);
     fromStats('sluice_feed_batches_total', 'Database reads of the feed that were published.', () => src.hubStats().batches);
     fromStats('sluice_listener_reconnects_total', 'Times the LISTEN connection was re-established.', src.listenerReconnects);
+    fromStats('sluice_fast_path_readings_total', 'Readings delivered from their NOTIFY payload, before the feed read them (sql/014).', () => src.feedStats?.().fastRows ?? 0);
+    fromStats('sluice_fast_path_waited_total', 'NOTIFY payloads whose rows were left to the read (an earlier transaction not read yet, LISTEN just back, a change, the cursor full).', () => src.feedStats?.().waited ?? 0);
+    fromStats('sluice_forged_notify_total', 'NOTIFY payloads with rows but without a valid MAC: ignored (someone other than the trigger sent them).', () => src.feedStats?.().forged ?? 0);
     new client.Gauge({
       name: 'sluice_worker_stream_clients', help: 'Connected stream clients per gateway process (cluster worker; "0" in a single process).', labelNames: ['worker'], registers: [r],
       collect() {

@@ -27,36 +27,44 @@ export function aheadRanges(a: Ahead): number {
 }
 
 /**
- * Adds (xid, id) in place, merging adjacent ranges; false (and nothing changed) when that would take `a` over the
- * bounds. Ranges stay ascending and disjoint, so the encoding is canonical.
+ * Adds the ids lo..hi of transaction `xid` in place, merging with an adjacent range. The fast path adds one range
+ * per payload chunk: the span of its ids. A chunk carries every row of its statement within that span, and a
+ * transaction's statements draw ascending ids from the sequence, so no other row of `xid` lies inside it, however
+ * other writers' ids interleave. Results: 'added'; 'seen' (the span is already there: a chunk NOTIFYed again);
+ * 'overlap' (part of it is there: not the sequence's ids; nothing changed); 'full' (over the bounds; nothing
+ * changed). Ranges stay ascending and disjoint, so the encoding is canonical.
  */
-export function aheadAdd(a: Map<number, Array<[number, number]>>, xid: number, id: number): boolean {
-  let ranges = a.get(xid);
+export function aheadAdd(a: Map<number, Array<[number, number]>>, xid: number, lo: number, hi: number): 'added' | 'seen' | 'overlap' | 'full' {
+  const ranges = a.get(xid);
   if (!ranges) {
-    if (a.size >= MAX_AHEAD_XIDS || aheadRanges(a) >= MAX_AHEAD_RANGES) return false;
-    a.set(xid, [[id, id]]);
-    return true;
+    if (a.size >= MAX_AHEAD_XIDS || aheadRanges(a) >= MAX_AHEAD_RANGES) return 'full';
+    a.set(xid, [[lo, hi]]);
+    return 'added';
   }
   let i = 0;
-  while (i < ranges.length && (ranges[i] as [number, number])[1] < id - 1) i++;
+  while (i < ranges.length && (ranges[i] as [number, number])[1] < lo - 1) i++;
   const at = ranges[i];
-  if (at && at[0] <= id + 1) {
-    if (id >= at[0] && id <= at[1]) return true;
-    if (id === at[0] - 1) at[0] = id;
-    else {
-      at[1] = id;
-      const next = ranges[i + 1];
-      if (next && next[0] === id + 1) {
-        at[1] = next[1];
-        ranges.splice(i + 1, 1);
-      }
+  if (at && at[0] <= lo && at[1] >= hi) return 'seen';
+  if (at && at[0] <= hi && at[1] >= lo) return 'overlap';
+  const touchesAt = at !== undefined && at[0] === hi + 1;
+  const touchesPrev = at !== undefined && at[1] === lo - 1; // `at` ends right before lo
+  if (touchesPrev) {
+    const next = ranges[i + 1];
+    if (next && next[0] <= hi) return 'overlap';
+    at[1] = hi;
+    if (next && next[0] === hi + 1) {
+      at[1] = next[1];
+      ranges.splice(i + 1, 1);
     }
-    return true;
+    return 'added';
   }
-  if (aheadRanges(a) >= MAX_AHEAD_RANGES) return false;
-  ranges = ranges as Array<[number, number]>;
-  ranges.splice(i, 0, [id, id]);
-  return true;
+  if (touchesAt) {
+    at[0] = lo;
+    return 'added';
+  }
+  if (aheadRanges(a) >= MAX_AHEAD_RANGES) return 'full';
+  ranges.splice(i, 0, [lo, hi]);
+  return 'added';
 }
 
 /** A copy without the transactions `s` sees (a read from s skips them anyway); undefined when nothing is left. */

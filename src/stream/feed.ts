@@ -6,7 +6,7 @@ import { catchUpPage, currentPosition, readSince, streamRowKey, type HotFrom, ty
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { formatPacked, keyId, keyXid, latestJson, packedKey, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
-import { aheadAdd, aheadHas, aheadOf } from './ahead.ts';
+import { aheadAdd, aheadHas, aheadOf, MAX_AHEAD_XIDS } from './ahead.ts';
 import type { Cursor } from './cursor.ts';
 import { visibleIn, type Snapshot } from './snapshot.ts';
 
@@ -46,6 +46,8 @@ export interface FeedOptions {
   readonly hotFrom?: HotFrom;
   /** Deliver rows carried by NOTIFY payloads (sql/014) at once. Default true. */
   readonly fastPath?: boolean;
+  /** After a payload went out, read to confirm it within this many ms (reads coalesce meanwhile). Default 0. */
+  readonly confirmMs?: number;
 }
 
 /** Wake-up transactions remembered between two reads; past this the fast path simply waits for the next read. */
@@ -134,7 +136,7 @@ export class Feed extends EventEmitter<FeedEvents> {
   /** Ends a retry back-off early: someone is waiting for an answer now (see sync). */
   private cutBackoff: (() => void) | undefined;
   /** Reads done and rows delivered, for metrics and tests. */
-  readonly stats = { polls: 0, rows: 0, errors: 0, fastRows: 0, forged: 0 };
+  readonly stats = { polls: 0, rows: 0, errors: 0, fastRows: 0, forged: 0, waited: 0 };
   private forgedLoggedAt = 0;
 
   constructor(
@@ -188,15 +190,15 @@ export class Feed extends EventEmitter<FeedEvents> {
    * NOTIFY), no earlier transaction is still waiting for a read (commit order), and the cursor can carry them
    * (MAX_AHEAD_*). Otherwise they are left to the read, which the caller wakes anyway.
    */
-  offer(payload: string): void {
+  offer(payload: string): boolean {
     const snap = this.snap;
-    if (this.closed || !snap) return;
+    if (this.closed || !snap) return false;
     if (payload.charCodeAt(0) !== 114 /* r */) {
       const xid = Number(payload);
       if (Number.isSafeInteger(xid) && !visibleIn(xid, snap)) this.block(xid);
-      return;
+      return false;
     }
-    if (!this.notifyKey) return;
+    if (!this.notifyKey) return false;
     const body = payload.slice(65);
     const mac = createHash('sha256').update(this.notifyKey).update(createHash('sha256').update(body).digest()).digest();
     const given = Buffer.from(payload.slice(1, 65), 'hex');
@@ -206,27 +208,52 @@ export class Feed extends EventEmitter<FeedEvents> {
         this.forgedLoggedAt = Date.now();
         this.log.warn('a NOTIFY on sluice_reading carried rows without a valid MAC: ignored (someone other than sql/014 sent it)');
       }
-      return;
+      return false;
     }
     const lines = body.split('\n');
     const xid = Number(keyXid(lines[1] ?? ''));
-    if (visibleIn(xid, snap)) return; // a read already delivered this transaction
-    if (!this.listening || this.barrier !== undefined || this.paging || this.blockers.size > 0) return this.block(xid);
-    const readings: StreamReading[] = [];
-    for (let i = 1; i < lines.length; i++) {
-      const packed = lines[i] as string;
+    if (visibleIn(xid, snap)) return true; // a read already delivered this transaction
+    if (!this.listening || this.barrier !== undefined || this.paging || this.blockers.size > 0) return this.wait(xid);
+    // One range per chunk, the span of its ids (see aheadAdd): the rows come sorted by id, all of one transaction.
+    const rows = lines.slice(1);
+    let lo = Number.NaN;
+    let hi = Number.NaN;
+    for (const packed of rows) {
       const key = packedKey(packed);
       const id = Number(keyId(key));
-      if (aheadHas(this.ahead, xid, id)) continue;
-      if (Number(keyXid(key)) !== xid || !aheadAdd(this.ahead, xid, id)) {
-        this.block(xid); // the rest of this transaction comes with the read
-        break;
-      }
-      readings.push(toStreamReading([packed], this.cache));
+      if (Number(keyXid(key)) !== xid || !(id > hi || Number.isNaN(hi))) return this.wait(xid);
+      if (Number.isNaN(lo)) lo = id;
+      hi = id;
     }
-    if (readings.length === 0) return;
+    const added = Number.isNaN(lo) ? 'seen' : aheadAdd(this.ahead, xid, lo, hi);
+    if (added === 'seen') return true; // a chunk NOTIFYed again: delivered already
+    if (added !== 'added') return this.wait(xid); // the rest of this transaction comes with the read
+    const readings = rows.map((packed) => toStreamReading([packed], this.cache));
     this.stats.fastRows += readings.length;
     this.emitBatch({ readings, cursor: this.settled(snap), fast: true });
+    return true;
+  }
+
+  /**
+   * A read soon, not at once: after a payload went out there is nothing to deliver, only rows to confirm (and the
+   * cursor to shorten), so reads after a burst of payloads coalesce into one, `confirmMs` later. At once when
+   * the cursor is half full.
+   */
+  wakeSoon(): void {
+    if (this.closed || this.soon) return;
+    if (this.ahead.size >= MAX_AHEAD_XIDS / 2) return this.wake();
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      this.wake();
+    }, this.opts.confirmMs ?? 0);
+  }
+  private soon: NodeJS.Timeout | undefined;
+
+  /** A payload's rows are left to the read (and so is everything after them). */
+  private wait(xid: number): false {
+    this.stats.waited++;
+    this.block(xid);
+    return false;
   }
 
   private block(xid: number): void {
@@ -409,6 +436,7 @@ export class Feed extends EventEmitter<FeedEvents> {
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.soon);
     this.cutBackoff?.();
     const e = new Error('feed closed');
     for (const w of this.waiters.splice(0)) w.reject(e);

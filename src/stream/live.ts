@@ -41,7 +41,7 @@ export interface Live {
  */
 export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'> & { partitions?: Database['partitions'] }, log: Logger): Promise<Live> {
   const cache = new ReadingCache(config.READING_CACHE_SIZE);
-  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, fastPath: config.FEED_FAST_PATH, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
+  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, fastPath: config.FEED_FAST_PATH, confirmMs: config.FEED_CONFIRM_MS, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
   const start = await feed.start();
   const latest = new LatestStore(() => latestPerSlu(db.pool, cache), log);
   const freshness = new Freshness();
@@ -84,8 +84,9 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
 
   listener.on('notify', (payload) => {
     notifiedAt ??= performance.now();
-    feed.offer(payload); // a small statement's rows go out now (sql/014); the read confirms them
-    feed.wake();
+    // A small statement's rows go out now (sql/014); a read confirms them a little later. Anything else: read now.
+    if (feed.offer(payload)) feed.wakeSoon();
+    else feed.wake();
   });
   listener.on('grant', (partner) => grants.changed(partner));
   // A change wakes the feed, which sees it through the change counter (and so does its next poll, if missed).

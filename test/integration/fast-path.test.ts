@@ -134,6 +134,37 @@ describe('the fast path: rows from the NOTIFY payload', () => {
     await resumeFromEveryCursor(c, 502, v1s(c.readings));
   });
 
+  it('concurrent writers whose ids interleave, reads that page (FEED_PAGE_ROWS=10): every reading exactly once, live and from every cursor', async () => {
+    await fastReady();
+    const c = connect('slu_id=508');
+    await c.next('subscribed');
+    const before = { fast: gateway.feed.stats.fastRows, waited: gateway.feed.stats.waited };
+    const writers = await Promise.all([1, 2, 3, 4].map(() => db.pool.connect()));
+    const expected: number[] = [];
+    try {
+      await Promise.all(
+        writers.map(async (w) => {
+          for (let i = 0; i < 8; i++) {
+            const rs = readings(508, 40);
+            expected.push(...(rs.map((r) => r.v1) as number[]));
+            await insertReadings(w, rs);
+          }
+        }),
+      );
+    } finally {
+      for (const w of writers) w.release();
+    }
+    await c.until(() => c.readings.length >= expected.length, 'every reading');
+    const [marker] = readings(508, 1) as [Insertable];
+    await insertReadings(db.pool, [marker]);
+    await c.until(() => c.readings.some((r) => r.v1 === marker.v1), 'the marker');
+    expect(v1s(c.readings).sort((a, b) => a - b)).toEqual([...expected, marker.v1 as number].sort((a, b) => a - b));
+    const ids = (await db.pool.query<{ id: string; v1: number }>('select id::text, v1 from slu_reading where slu_id = 508 order by id')).rows;
+    console.log(`fast path under 4 concurrent writers: ${gateway.feed.stats.fastRows - before.fast} readings from payloads, ${gateway.feed.stats.waited - before.waited} chunks left to the read; ids ${ids[0]?.id}..${ids.at(-1)?.id}`);
+    expect(gateway.feed.stats.fastRows - before.fast).toBeGreaterThan(0);
+    await resumeFromEveryCursor(c, 508, v1s(c.readings));
+  }, 60_000);
+
   it('a payload is the very text a read returns, whatever the writer session prints', async () => {
     await fastReady();
     const live = connect('slu_id=503');

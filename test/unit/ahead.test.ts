@@ -6,15 +6,23 @@ import { decodeCursor, encodeCursor } from '../../src/stream/cursor.ts';
 const S = { xmin: 100, xmax: 110, xip: [103] };
 
 describe('rows delivered ahead of a snapshot', () => {
-  it('holds exactly the (xid, id) added, in canonical ranges, within its bounds', () => {
+  it('holds exactly the spans added, in canonical ranges, within its bounds', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 110, max: 113 }), fc.integer({ min: 0, max: 40 })), { maxLength: 60 }), (adds) => {
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 110, max: 113 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 4 })), { maxLength: 60 }), (adds) => {
         const a = new Map<number, Array<[number, number]>>();
         const model = new Set<string>();
-        for (const [xid, id] of adds) if (aheadAdd(a, xid, id)) model.add(`${xid},${id}`);
-        for (let xid = 110; xid <= 113; xid++) for (let id = 0; id <= 40; id++) expect(aheadHas(a, xid, id)).toBe(model.has(`${xid},${id}`));
+        for (const [xid, lo, len] of adds) {
+          const span = Array.from({ length: len + 1 }, (_, k) => `${xid},${lo + k}`);
+          const before = span.filter((k) => model.has(k)).length;
+          const r = aheadAdd(a, xid, lo, lo + len);
+          if (r === 'added') for (const k of span) model.add(k);
+          // 'seen' only when all of it is there; 'overlap' only when part of it is; 'added' only when none of it was.
+          expect(r === 'seen' ? before === span.length : r === 'overlap' ? before > 0 && before < span.length : r === 'added' ? before === 0 : true).toBe(true);
+        }
+        for (let xid = 110; xid <= 113; xid++) for (let id = 0; id <= 46; id++) expect(aheadHas(a, xid, id)).toBe(model.has(`${xid},${id}`));
         expect([...a.values()].reduce((n, r) => n + r.length, 0)).toBeLessThanOrEqual(MAX_AHEAD_RANGES);
         expect(a.size).toBeLessThanOrEqual(MAX_AHEAD_XIDS);
+        for (const ranges of a.values()) for (let i = 1; i < ranges.length; i++) expect((ranges[i] as [number, number])[0]).toBeGreaterThan((ranges[i - 1] as [number, number])[1] + 1);
         // What a gateway writes, a gateway reads back: the same rows, the same text.
         if (a.size > 0) {
           const text = encodeCursor({ kind: 'settled', s: S, ahead: a });
