@@ -174,7 +174,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     if (on) this.holdFast();
   }
 
-  /** True when a payload arriving now would be delivered at once (tests wait for it; /readyz shows it). */
+  /** True when a payload arriving now would be delivered at once (tests wait for it). */
   get fastReady(): boolean {
     return this.notifyKey !== undefined && this.listening && this.barrier === undefined && !this.paging && this.blockers.size === 0;
   }
