@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { PACKED_READING, keyId, keyXid } from '../format/reading.ts';
+import type { Ahead } from '../stream/ahead.ts';
 import { formatSnapshot, parseSnapshot, type Snapshot } from '../stream/snapshot.ts';
 
 /**
@@ -67,6 +68,25 @@ function notInSRows(hot: string, hotParam: string, limitParam: string, extra = '
 }
 
 /**
+ * Rows the fast path already delivered (src/stream/ahead.ts), left out where the direct part reads them, so they
+ * neither count toward the limit nor cross the wire again (the feed filters again: the noted part keeps them).
+ */
+const NOT_AHEAD = `and not exists (select 1 from unnest($6::xid8[], $7::bigint[], $8::bigint[]) a(x, lo, hi)
+                   where r.xid = a.x and r.id between a.lo and a.hi)`;
+
+function aheadParams(ahead: Ahead | undefined): [string[], string[], string[]] {
+  const out: [string[], string[], string[]] = [[], [], []];
+  for (const [xid, ranges] of ahead ?? []) {
+    for (const [lo, hi] of ranges) {
+      out[0].push(String(xid));
+      out[1].push(String(lo));
+      out[2].push(String(hi));
+    }
+  }
+  return out;
+}
+
+/**
  * Everything committed since snapshot `since`, up to the statement's own snapshot, which is returned as the
  * new position: rows visible now but not in `since`. Exactly the rows of the transactions that committed in
  * between, whatever their id order. `limit` bounds one call; when it is hit, `complete` is false and the caller
@@ -76,7 +96,7 @@ export async function readSince(
   db: pg.Pool | pg.PoolClient,
   since: Snapshot,
   limit: number,
-  opts: { prepared?: boolean; hotFrom?: HotFrom } = {},
+  opts: { prepared?: boolean; hotFrom?: HotFrom; ahead?: Ahead } = {},
 ): Promise<{ snapshot: Snapshot; changes: string; rows: StreamRow[]; complete: boolean }> {
   // The snapshot must come from the very statement that reads the rows (pg_current_snapshot() is the
   // statement's own snapshot): taken in a second query it could include commits this read did not see. The
@@ -91,9 +111,9 @@ export async function readSince(
     rowMode: 'array',
     text: `select s.snap, s.changes, r.packed from (select pg_current_snapshot()::text as snap, ${CHANGES} as changes) s
            left join lateral (
-             ${notInSRows(hot, '$5', '$4')}
+             ${notInSRows(hot, '$5', '$4', NOT_AHEAD)}
            ) r on true`,
-    values: [...notInParams(since), limit + 1, hot],
+    values: [...notInParams(since), limit + 1, hot, ...aheadParams(opts.ahead)],
   });
   const snapText = res.rows[0]?.[0] ?? '';
   const snapshot = parseSnapshot(snapText);

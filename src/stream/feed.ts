@@ -368,7 +368,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     const from = this.snapshot;
     const startNo = ++this.readStarts;
     const started = performance.now();
-    const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
+    const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true, ahead: this.ahead, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
     this.emit('read', (performance.now() - started) / 1000);
     if (first.changes !== this.changes) {
       const [readingsBefore, grantsBefore] = this.changes.split('/');
