@@ -125,6 +125,14 @@ async function gatewayCpuMs(opsPort: number | undefined): Promise<number> {
   return procs.length ? procs.reduce((n, p) => n + p.cpuUserMs + p.cpuSystemMs, 0) : NaN;
 }
 
+/** The sum of counters over the gateway's /metrics (cluster-aggregated on the ops port); NaN without one. */
+async function counters(opsPort: number | undefined, names: readonly string[]): Promise<number[]> {
+  if (opsPort === undefined) return names.map(() => NaN);
+  const text = await fetch(`http://127.0.0.1:${opsPort}/metrics`).then((r) => r.text(), () => '');
+  return names.map((n) => [...text.matchAll(new RegExp(`^${n}(?:\\{[^}]*\\})? (\\S+)`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0));
+}
+const FAST_COUNTERS = ['sluice_readings_in_total', 'sluice_fast_path_readings_total', 'sluice_fast_path_waited_total'] as const;
+
 async function endToEnd(target: Target, url: string, opts: { sustained: boolean }) {
   const commitAt = new Map<number, number>(); // v1 (batch number) -> commit time
   let warmBatches = 0;
@@ -172,11 +180,13 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
   const scrape = () => (target.opsPort === undefined ? Promise.resolve([]) : Promise.all(STAGES.map((m) => scrapeBuckets([target.opsPort as number], m))));
   let atWarmEnd: Promise<Array<Map<number, number>>> | undefined;
   let cpuAtWarmEnd: Promise<number> | undefined;
+  let fastAtWarmEnd: Promise<number[]> | undefined;
   let deliveredAtWarmEnd = 0;
   while (Date.now() < end) {
     if (!atWarmEnd && Date.now() >= warmUntil) {
       atWarmEnd = scrape();
       cpuAtWarmEnd = gatewayCpuMs(target.opsPort);
+      fastAtWarmEnd = counters(target.opsPort, FAST_COUNTERS);
       deliveredAtWarmEnd = delivered;
     }
     const tickStart = Date.now();
@@ -204,11 +214,16 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
   while (delivered < expected && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
   const cpuMs = (await gatewayCpuMs(target.opsPort)) - (await (cpuAtWarmEnd ?? Promise.resolve(NaN)));
   const [before, after] = [await (atWarmEnd ?? scrape()), await scrape()];
+  const fastNow = await counters(target.opsPort, FAST_COUNTERS);
+  const fastThen = await (fastAtWarmEnd ?? Promise.resolve(fastNow));
+  const [readIn, fastRows, waited] = fastNow.map((v, i) => v - (fastThen[i] as number)) as [number, number, number];
   const stage = (i: number) => summarise(bucketsSince(after[i] as Map<number, number>, before[i] as Map<number, number>));
   const rateResult = {
     latency: summary(lat), early, delivered, expected, dups, rate: (readingNo / (DURATION_MS + 2000)) * 1000,
     stages: target.opsPort === undefined ? undefined : { notifyToSend: stage(0), feedRead: stage(1), publish: stage(2) },
     cpuUsPerReading: (cpuMs * 1000) / (delivered - deliveredAtWarmEnd),
+    /** Readings the feed took in (payloads and reads), of them from payloads, and payload chunks left to the read. */
+    fast: { readIn, fastRows, waited },
   };
 
   // Sustained delivery: the same subscribers, writers as fast as they go (one reading per SLU per statement),
@@ -407,6 +422,8 @@ if (c) {
   console.log(`fixed-rate run (2 s warm-up not in the latencies): offered ${fmt(c.rateResult.rate, 0)}/s, expected ${c.rateResult.expected}, delivered ${c.rateResult.delivered}, duplicates ${c.rateResult.dups}; peer: delivered ${p?.rateResult.delivered ?? '-'} of ${p?.rateResult.expected ?? '-'}, duplicates ${p?.rateResult.dups ?? '-'}`);
   const st = c.rateResult.stages;
   if (st) console.log(`inside the gateway (its /metrics, same run): NOTIFY -> sockets p50 ${st.notifyToSend.p50Ms} / p99 ${st.notifyToSend.p99Ms} ms over ${st.notifyToSend.count} reads; of which the feed's read p50 ${st.feedRead.p50Ms} / p99 ${st.feedRead.p99Ms} ms and writing the frames to the sockets p50 ${st.publish.p50Ms} / p99 ${st.publish.p99Ms} ms (${fmt(RATE / 100, 0)} frames per read: ${fmt((st.publish.p50Ms * 1000) / (RATE / 100), 0)} µs a frame${b ? `; the bare broadcast took ${fmt(1e6 / b.framesPerSec, 0)} µs` : ''})`);
+  const f = c.rateResult.fast;
+  if (Number.isFinite(f.readIn)) console.log(`fast path: ${f.fastRows} of ${f.readIn} readings (${fmt((f.fastRows / Math.max(1, f.readIn)) * 100, 1)}%) went out from their NOTIFY payload; ${f.waited} payload chunks were left to the read`);
   console.log(`latency samples: ${c.rateResult.latency.n} timed from the commit acknowledgement as this process handled it; ${c.rateResult.early} of them delivered before that (counted as negative latencies; peer: ${p?.rateResult.early ?? '-'})`);
 }
 if (c && noFast) {
