@@ -118,20 +118,24 @@ export class Grants {
     };
   }
 
-  /** A grant of `partner` (a CN or 'sha256:…' name) changed; undefined = anything may have changed. */
-  changed(partner?: string): void {
+  /**
+   * A grant of `partner` (a CN or 'sha256:…' name) changed; undefined = anything may have changed. Settles (never
+   * rejects) once every watcher has been given the reloaded grants (or null).
+   */
+  changed(partner?: string): Promise<void> {
     const affected = new Set<string>();
     for (const key of [...this.byKey.keys(), ...this.watchers.keys()]) {
       if (partner === undefined || namesOfKey(key).includes(partner)) affected.add(key);
     }
-    if (affected.size === 0) return;
+    if (affected.size === 0) return Promise.resolve();
+    const applied: Array<Promise<void>> = [];
     this.log.info({ partner: partner ?? '*', identities: affected.size }, 'grants changed; reloading');
     for (const key of affected) {
       const names = namesOfKey(key);
       const cn = key.slice(key.indexOf('|') + 1);
       const entry: Entry = { names, promise: this.load(names) };
       this.byKey.set(key, entry);
-      entry.promise.then(
+      const done = entry.promise.then(
         (access) => {
           if (this.byKey.get(key) !== entry) return; // a newer change is already loading
           for (const fn of this.watchers.get(key) ?? []) fn(access);
@@ -146,6 +150,8 @@ export class Grants {
           for (const fn of this.watchers.get(key) ?? []) fn(null);
         },
       );
+      applied.push(done.catch(() => undefined));
     }
+    return Promise.all(applied).then(() => undefined);
   }
 }

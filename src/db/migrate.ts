@@ -12,25 +12,30 @@ const MIGRATION_LOCK = 0x51_75_1c_e0;
 
 /** sql/010, after which slu_reading is made partitioned. */
 const PARTITIONS_MIGRATION = 10;
-/** sql/014, after which the insert trigger sends small statements' rows. */
-const ROWS_IN_NOTIFY_MIGRATION = 14;
+/** sql/014 (and 015), after which the insert triggers send small statements' rows. */
+const ROWS_IN_NOTIFY_MIGRATION = 15;
 
 /**
- * Points slu_reading's insert trigger at sql/014's sluice_notify_rows (it needs the statement's rows). CREATE OR
- * REPLACE TRIGGER takes SHARE ROW EXCLUSIVE: it waits for writers already in a transaction on slu_reading (and new
- * writers queue behind it), not for readers such as pg_dump; short attempts keep that queue short.
+ * Points the insert trigger of slu_reading and of each of its partitions (sql/015: an INSERT aimed at a partition
+ * fires only the partition's statement triggers) at sql/014's sluice_notify_rows, which needs the statement's
+ * rows. CREATE OR REPLACE TRIGGER takes SHARE ROW EXCLUSIVE: it waits for writers already in a transaction on the
+ * table (and new writers queue behind it), not for readers such as pg_dump; short attempts keep that queue short.
  */
-async function useRowsInNotify(c: pg.ClientBase): Promise<boolean> {
-  const r = await c.query(
-    `select 1 from pg_trigger t join pg_proc p on p.oid = t.tgfoid
-      where t.tgrelid = to_regclass('slu_reading') and t.tgname = 'sluice_reading_notify' and p.proname = 'sluice_notify_rows' and t.tgnewtable is not null`,
+async function useRowsInNotify(c: pg.ClientBase): Promise<number> {
+  const missing = await c.query<{ name: string }>(
+    `select c.oid::regclass::text as name from pg_class c
+      where (c.oid = to_regclass('slu_reading') or c.oid in (select inhrelid from pg_inherits where inhparent = to_regclass('slu_reading')))
+        and not exists (select 1 from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+                         where t.tgrelid = c.oid and t.tgname = 'sluice_reading_notify' and p.proname = 'sluice_notify_rows' and t.tgnewtable is not null)
+      order by c.oid = to_regclass('slu_reading') desc`,
   );
-  if (r.rowCount === 1 || (await c.query(`select to_regclass('slu_reading') as r`)).rows[0]?.r === null) return false;
-  await withShortLocks(c, 100, () =>
-    c.query(`create or replace trigger sluice_reading_notify after insert on slu_reading
-               referencing new table as new_rows for each statement execute function sluice_notify_rows()`),
-  );
-  return true;
+  for (const { name } of missing.rows) {
+    await withShortLocks(c, 100, () =>
+      c.query(`create or replace trigger sluice_reading_notify after insert on ${name}
+                 referencing new table as new_rows for each statement execute function sluice_notify_rows()`),
+    );
+  }
+  return missing.rowCount ?? 0;
 }
 
 export interface Migration {
@@ -90,7 +95,10 @@ export async function migrate(pool: pg.Pool, migrations?: readonly Migration[], 
         if (await partitionReadings(client, takeover)) applied.push('takeover: slu_reading partitioned');
         else await putBackAside(client, takeover.onProgress); // a takeover interrupted right after its switch
       }
-      if (all.some((m) => m.id === ROWS_IN_NOTIFY_MIGRATION) && (await useRowsInNotify(client))) applied.push('trigger: rows in NOTIFY');
+      if (all.some((m) => m.id === ROWS_IN_NOTIFY_MIGRATION)) {
+        const n = await useRowsInNotify(client);
+        if (n > 0) applied.push(`trigger: rows in NOTIFY on ${n} table${n === 1 ? '' : 's'}`);
+      }
       // A restore onto another cluster: rows whose xid this cluster has not reached (src/db/restore.ts).
       const repaired = await repairFutureXids(client);
       if (repaired > 0) applied.push(`restore: ${repaired} rows from another cluster's future made history`);

@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 export const CHANNEL = 'sluice_reading';
 /** Readings changed other than by INSERT (sql/005_reading_changes.sql): derived state must be rebuilt. */
 export const CHANGE_CHANNEL = 'sluice_reading_change';
+/** LISTENed and UNLISTENed in turn by Listener.probe; nothing NOTIFYs it. */
+const PROBE_CHANNEL = 'sluice_probe';
 /** The NOTIFY channel of grant changes (sql/004_partner_grant.sql); same connection, one LISTEN each. */
 export const GRANT_CHANNEL = 'sluice_grant';
 
@@ -99,6 +101,24 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.current = s;
     this.log.info({ listener: s }, `listener ${s}`);
     this.emit('state', s);
+  }
+
+  /**
+   * A round trip on the LISTEN connection. PostgreSQL sends a committed transaction's notifications together, in
+   * one pass, and reads the next query only after it: when this resolves, every notification of every
+   * transaction that had begun to arrive before it was sent has arrived (the fast path relies on it, Feed.note).
+   * LISTEN or UNLISTEN of a channel nobody NOTIFYs, so no notification queue lock is taken. Rejects when not
+   * listening or after 2 s.
+   */
+  async probe(): Promise<void> {
+    if (this.current !== 'listening') throw new Error('LISTEN is not in place');
+    const q = this.sub.getSubscribedChannels().includes(PROBE_CHANNEL) ? this.sub.unlisten(PROBE_CHANNEL) : this.sub.listenTo(PROBE_CHANNEL);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([q, new Promise((_r, reject) => (timer = setTimeout(() => reject(new Error('probe timed out')), 2000)))]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async start(): Promise<void> {

@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -6,7 +5,8 @@ import { catchUpPage, currentPosition, readSince, streamRowKey, type HotFrom, ty
 import type { ReadingCache } from '../format/reading-cache.ts';
 import { formatPacked, keyId, keyXid, latestJson, packedKey, readingT, type FormattedReading } from '../format/reading.ts';
 import { toSluiceError } from '../errors.ts';
-import { aheadAdd, aheadHas, aheadOf, MAX_AHEAD_XIDS } from './ahead.ts';
+import { aheadAdd, aheadHas, aheadOf, aheadRanges, MAX_AHEAD_RANGES, MAX_AHEAD_XIDS } from './ahead.ts';
+import { verifiedRows } from './payload.ts';
 import type { Cursor } from './cursor.ts';
 import { visibleIn, type Snapshot } from './snapshot.ts';
 
@@ -48,7 +48,15 @@ export interface FeedOptions {
   readonly fastPath?: boolean;
   /** After a payload went out, read to confirm it within this many ms (reads coalesce meanwhile). Default 0. */
   readonly confirmMs?: number;
+  /**
+   * A round trip on the LISTEN connection (Listener.probe): resolves once everything PostgreSQL sent on it
+   * before has arrived. Without it, payloads are not used.
+   */
+  readonly probe?: () => Promise<void>;
 }
+
+/** A notification as note() keeps it until a probe proves its transaction complete. */
+type Noted = { kind: 'change' } | { kind: 'wake'; xid: number } | { kind: 'rows'; xid: number; rows: string[] };
 
 /** Wake-up transactions remembered between two reads; past this the fast path simply waits for the next read. */
 const MAX_BLOCKERS = 10_000;
@@ -122,7 +130,12 @@ export class Feed extends EventEmitter<FeedEvents> {
    * read first). `notifyKey`: sql/014's MAC key; unset (unreadable), payloads are ignored and only reads deliver.
    */
   private ahead = new Map<number, Array<[number, number]>>();
-  private blockers = new Set<number>();
+  private blockers = new Map<number, number>();
+  /** Notifications since the last probe was sent, in arrival order (see note). */
+  private noted: Noted[] = [];
+  private probing = false;
+  /** Grant reloads in flight: deliveries wait for them (see hold). */
+  private readonly gates = new Set<Promise<void>>();
   private barrier: number | undefined = 0;
   private listening = false;
   private readStarts = 0;
@@ -176,7 +189,7 @@ export class Feed extends EventEmitter<FeedEvents> {
 
   /** True when a payload arriving now would be delivered at once (tests wait for it). */
   get fastReady(): boolean {
-    return this.notifyKey !== undefined && this.listening && this.barrier === undefined && !this.paging && this.blockers.size === 0;
+    return this.notifyKey !== undefined && this.listening && this.barrier === undefined && !this.paging && this.blockers.size === 0 && this.gates.size === 0;
   }
 
   /** Payloads wait until a read that starts after this call has completed (a change, or LISTEN came back). */
@@ -185,24 +198,30 @@ export class Feed extends EventEmitter<FeedEvents> {
   }
 
   /**
-   * A NOTIFY on the readings channel (sql/014): a wake-up carrying a transaction id, or a small statement's rows
-   * with their MAC. Rows are delivered at once when that keeps every guarantee: the MAC is right (anyone may
-   * NOTIFY), no earlier transaction is still waiting for a read (commit order), and the cursor can carry them
-   * (MAX_AHEAD_*). Otherwise they are left to the read, which the caller wakes anyway.
+   * A notification of the readings channels, in arrival order (live.ts passes every one): a `reading` payload of
+   * sql/014 (a wake-up carrying a transaction id, or a small statement's rows with their MAC) or a `change` (an
+   * UPDATE, DELETE or TRUNCATE committed). Rows are not delivered when they arrive but once the listener's
+   * connection has answered a probe sent after them (FeedOptions.probe): PostgreSQL sends a committed
+   * transaction's notifications together, so by then every notification of every transaction seen so far is
+   * here. Only then is it known which rows a transaction inserted in all, and that it changed nothing after
+   * inserting them (its change notification would be here too). Returns true when the caller should read at
+   * once, false when the read may wait (wakeSoon): the payload's rows will go out without it.
    */
-  offer(payload: string): boolean {
-    const snap = this.snap;
-    if (this.closed || !snap) return false;
+  note(kind: 'reading' | 'change', payload: string): boolean {
+    if (this.closed || !this.snap) return true;
+    if (kind === 'change') {
+      this.holdFast();
+      this.push({ kind: 'change' });
+      return true;
+    }
     if (payload.charCodeAt(0) !== 114 /* r */) {
       const xid = Number(payload);
-      if (Number.isSafeInteger(xid) && !visibleIn(xid, snap)) this.block(xid);
-      return false;
+      if (Number.isSafeInteger(xid)) this.push({ kind: 'wake', xid });
+      return true;
     }
-    if (!this.notifyKey) return false;
-    const body = payload.slice(65);
-    const mac = createHash('sha256').update(this.notifyKey).update(createHash('sha256').update(body).digest()).digest();
-    const given = Buffer.from(payload.slice(1, 65), 'hex');
-    if (given.length !== 32 || !timingSafeEqual(mac, given)) {
+    if (!this.notifyKey || !this.opts.probe) return true;
+    const rows = verifiedRows(this.notifyKey, payload);
+    if (!rows) {
       this.stats.forged++;
       if (Date.now() - this.forgedLoggedAt > 1000) {
         this.forgedLoggedAt = Date.now();
@@ -210,28 +229,110 @@ export class Feed extends EventEmitter<FeedEvents> {
       }
       return false;
     }
-    const lines = body.split('\n');
-    const xid = Number(keyXid(lines[1] ?? ''));
-    if (visibleIn(xid, snap)) return true; // a read already delivered this transaction
-    if (!this.listening || this.barrier !== undefined || this.paging || this.blockers.size > 0) return this.wait(xid);
-    // One range per chunk, the span of its ids (see aheadAdd): the rows come sorted by id, all of one transaction.
-    const rows = lines.slice(1);
-    let lo = Number.NaN;
-    let hi = Number.NaN;
-    for (const packed of rows) {
-      const key = packedKey(packed);
-      const id = Number(keyId(key));
-      if (Number(keyXid(key)) !== xid || !(id > hi || Number.isNaN(hi))) return this.wait(xid);
-      if (Number.isNaN(lo)) lo = id;
-      hi = id;
+    this.push({ kind: 'rows', xid: Number(keyXid(rows[0] as string)), rows });
+    return false;
+  }
+
+  private push(n: Noted): void {
+    this.noted.push(n);
+    if (!this.probing) this.probe();
+  }
+
+  /** Probes the listener's connection; what arrived before its answer is complete (see note). */
+  private probe(): void {
+    const probe = this.opts.probe;
+    const batch = this.noted;
+    if (!probe || batch.length === 0) return;
+    this.probing = true;
+    probe().then(
+      () => this.process(),
+      () => this.process(true),
+    ).finally(() => {
+      this.probing = false;
+      if (this.noted.length > 0 && !this.closed) this.probe();
+    });
+  }
+
+  /** Takes what a probe proved complete: rows go out now, or are left to the read (failed: all of them are). */
+  private process(failed = false): void {
+    const batch = this.noted;
+    this.noted = [];
+    const snap = this.snap;
+    if (this.closed || !snap) return;
+    // A change anywhere in the batch may be of a transaction that inserted first: none of its payloads is the
+    // committed version then. Which transaction changed is not known, so every payload of the batch waits.
+    const changed = failed || batch.some((n) => n.kind === 'change');
+    const byXid = new Map<number, string[][]>();
+    for (const n of batch) if (n.kind === 'rows') byXid.get(n.xid)?.push(n.rows) ?? byXid.set(n.xid, [n.rows]);
+    let waited = false;
+    for (const n of batch) {
+      if (n.kind === 'wake') {
+        if (!visibleIn(n.xid, snap)) {
+          this.block(n.xid);
+          waited = true; // a read that starts from here on clears it (or proves it was never committed)
+        }
+        continue;
+      }
+      if (n.kind !== 'rows') continue;
+      const chunks = byXid.get(n.xid);
+      if (!chunks) continue; // this transaction was handled at its first chunk
+      byXid.delete(n.xid);
+      if (visibleIn(n.xid, snap) || this.ahead.has(n.xid)) continue; // delivered by a read, or chunks sent again
+      if (changed || !this.fastReady || !this.deliverFast(n.xid, chunks, snap)) {
+        waited = true;
+        this.stats.waited += chunks.length;
+        this.block(n.xid);
+      }
     }
-    const added = Number.isNaN(lo) ? 'seen' : aheadAdd(this.ahead, xid, lo, hi);
-    if (added === 'seen') return true; // a chunk NOTIFYed again: delivered already
-    if (added !== 'added') return this.wait(xid); // the rest of this transaction comes with the read
-    const readings = rows.map((packed) => toStreamReading([packed], this.cache));
+    if (waited) this.wake();
+  }
+
+  /**
+   * Delivers one whole transaction from its payload chunks, recording one range per chunk (the span of its ids)
+   * in `ahead`. A chunk carries every row of its statement inside that span, and the batch holds every statement
+   * of the transaction, so the spans must not overlap (ids a writer set itself can make them; then the read
+   * delivers). False, with nothing changed, when they overlap or the cursor has no room.
+   */
+  private deliverFast(xid: number, chunks: string[][], snap: Snapshot): boolean {
+    const spans: Array<[number, number]> = [];
+    for (const rows of chunks) {
+      let lo = Number.NaN;
+      let hi = Number.NaN;
+      for (const packed of rows) {
+        const key = packedKey(packed);
+        const id = Number(keyId(key));
+        if (Number(keyXid(key)) !== xid || !(Number.isNaN(hi) || id > hi)) return false;
+        if (Number.isNaN(lo)) lo = id;
+        hi = id;
+      }
+      spans.push([lo, hi]);
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) if ((spans[i] as [number, number])[0] <= (spans[i - 1] as [number, number])[1]) return false;
+    if (this.ahead.size >= MAX_AHEAD_XIDS || aheadRanges(this.ahead) + spans.length > MAX_AHEAD_RANGES) return false;
+    for (const [lo, hi] of spans) aheadAdd(this.ahead, xid, lo, hi);
+    const readings = chunks.flat().map((packed) => toStreamReading([packed], this.cache));
     this.stats.fastRows += readings.length;
     this.emitBatch({ readings, cursor: this.settled(snap), fast: true });
     return true;
+  }
+
+  /**
+   * Deliveries wait for `p` (a reload of grants after a change: a reading committed after a revoke must not
+   * reach the partner through the grants of before): payloads meanwhile are left to the read, and the read
+   * delivers once `p` has settled.
+   */
+  hold(p: Promise<unknown>): void {
+    const gate = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.gates.add(gate);
+    void gate.then(() => this.gates.delete(gate));
+  }
+
+  private async gatesSettled(): Promise<void> {
+    while (this.gates.size > 0) await Promise.all([...this.gates]);
   }
 
   /**
@@ -249,18 +350,16 @@ export class Feed extends EventEmitter<FeedEvents> {
   }
   private soon: NodeJS.Timeout | undefined;
 
-  /** A payload's rows are left to the read (and so is everything after them). */
-  private wait(xid: number): false {
-    this.stats.waited++;
-    this.block(xid);
-    return false;
-  }
-
+  /**
+   * Payloads wait until a read covers `xid` (a transaction left to the read: what committed after it must not
+   * overtake it). Remembered with the number of reads started so far: a read started after this that does not
+   * see `xid` proves it was never a committed transaction (an unsigned NOTIFY), and drops it.
+   */
   private block(xid: number): void {
     if (this.blockers.size >= MAX_BLOCKERS) {
       this.blockers.clear();
       this.holdFast();
-    } else this.blockers.add(xid);
+    } else if (!this.blockers.has(xid)) this.blockers.set(xid, this.readStarts);
   }
 
   /** The settled cursor at `s`, with what was delivered ahead of it. */
@@ -272,7 +371,7 @@ export class Feed extends EventEmitter<FeedEvents> {
   /** After a read up to `s`: forget what `s` covers; lift the barrier if this read started after it was set. */
   private settle(s: Snapshot, startNo: number): void {
     for (const xid of this.ahead.keys()) if (visibleIn(xid, s)) this.ahead.delete(xid);
-    for (const xid of this.blockers) if (visibleIn(xid, s)) this.blockers.delete(xid);
+    for (const [xid, mark] of this.blockers) if (visibleIn(xid, s) || startNo > mark) this.blockers.delete(xid);
     if (this.barrier !== undefined && startNo > this.barrier) this.barrier = undefined;
   }
 
@@ -370,7 +469,8 @@ export class Feed extends EventEmitter<FeedEvents> {
     const started = performance.now();
     const first = await readSince(this.pool, from, this.opts.pageRows, { prepared: this.opts.prepared === true, ahead: this.ahead, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
     this.emit('read', (performance.now() - started) / 1000);
-    if (first.changes !== this.changes) {
+    const changesBefore = this.changes;
+    if (first.changes !== changesBefore) {
       const [readingsBefore, grantsBefore] = this.changes.split('/');
       const [readingsNow, grantsNow] = first.changes.split('/');
       this.changes = first.changes;
@@ -381,6 +481,8 @@ export class Feed extends EventEmitter<FeedEvents> {
         this.log.error({ err }, 'change consumer failed');
       }
     }
+    // A grant change seen by this read (or notified meanwhile) is applied to the sessions before its rows go out.
+    await this.gatesSettled();
     if (first.complete) {
       const rows = this.notAhead(first.rows);
       this.snap = first.snapshot;
@@ -400,6 +502,7 @@ export class Feed extends EventEmitter<FeedEvents> {
   private async finishPaging(state: PagingState): Promise<void> {
     for (;;) {
       const rows = await catchUpPage(this.pool, { since: state.from, upto: state.q, after: state.after, sluIds: null, limit: this.opts.pageRows, ...(this.opts.hotFrom ? { hotFrom: this.opts.hotFrom } : {}) });
+      await this.gatesSettled();
       if (rows.length < this.opts.pageRows) {
         this.paging = undefined;
         const fresh = this.notAhead(rows);
@@ -437,6 +540,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     clearTimeout(this.soon);
+    this.noted = [];
     this.cutBackoff?.();
     const e = new Error('feed closed');
     for (const w of this.waiters.splice(0)) w.reject(e);

@@ -41,7 +41,7 @@ export interface Live {
  */
 export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool' | 'feedPool' | 'feedPrepared'> & { partitions?: Database['partitions'] }, log: Logger): Promise<Live> {
   const cache = new ReadingCache(config.READING_CACHE_SIZE);
-  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, fastPath: config.FEED_FAST_PATH, confirmMs: config.FEED_CONFIRM_MS, ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
+  const feed = new Feed(db.feedPool, cache, log, { pageRows: config.FEED_PAGE_ROWS, pollIntervalMs: config.FEED_POLL_INTERVAL_MS, prepared: db.feedPrepared, fastPath: config.FEED_FAST_PATH, confirmMs: config.FEED_CONFIRM_MS, probe: () => listener.probe(), ...(db.partitions ? { hotFrom: db.partitions.hotFrom } : {}) });
   const start = await feed.start();
   const latest = new LatestStore(() => latestPerSlu(db.pool, cache), log);
   const freshness = new Freshness();
@@ -76,23 +76,25 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
   });
   feed.on('read', (seconds) => observer?.read(seconds));
   // While LISTEN is down its grant NOTIFYs are lost: the counter read by every feed read catches the change
-  // (within FEED_POLL_INTERVAL_MS). While it is up, the NOTIFY has already reloaded just that partner.
-  feed.on('grants', () => {
-    if (listener.state !== 'listening') grants.changed();
-  });
+  // (within FEED_POLL_INTERVAL_MS). While it is up, the NOTIFY may still be on its way when a read sees the
+  // counter move: every identity is reloaded then too (grant changes are rare).
+  // Either way the read that saw the counter move delivers only once the reload is applied (Feed.hold).
+  feed.on('grants', () => feed.hold(grants.changed()));
   feed.on('error', () => undefined); // logged by the feed; the next read covers the gap
 
   listener.on('notify', (payload) => {
     notifiedAt ??= performance.now();
-    // A small statement's rows go out now (sql/014); a read confirms them a little later. Anything else: read now.
-    if (feed.offer(payload)) feed.wakeSoon();
-    else feed.wake();
+    // A small statement's rows go out after one probe (sql/014, Feed.note); a read confirms them a little later.
+    // Anything else: read now.
+    if (feed.note('reading', payload)) feed.wake();
+    else feed.wakeSoon();
   });
-  listener.on('grant', (partner) => grants.changed(partner));
+  // Deliveries wait for the reload: a reading committed after a revoke must not go out under the old grants.
+  listener.on('grant', (partner) => feed.hold(grants.changed(partner)));
   // A change wakes the feed, which sees it through the change counter (and so does its next poll, if missed).
   // Payloads wait for that read: rows a writer inserted after its change must not overtake it.
   listener.on('change', () => {
-    feed.holdFast();
+    feed.note('change', '');
     feed.wake();
   });
   listener.on('state', (s) => feed.setListening(s === 'listening'));
@@ -100,7 +102,7 @@ export async function startLive(config: Config, db: Pick<Database, 'url' | 'pool
   listener.on('listening', () => {
     feed.setListening(true); // payloads wait for a read that covers whatever committed while LISTEN was away
     feed.wake(); // catch up on whatever committed while LISTEN was down (rows and changes alike)
-    if (listenedBefore) grants.changed(); // grant notifications may have been missed: reload them all
+    if (listenedBefore) feed.hold(grants.changed()); // grant notifications may have been missed: reload them all
     listenedBefore = true;
   });
 
