@@ -35,9 +35,10 @@ export interface HandshakeGuardOptions {
 
 /**
  * MAX_HANDSHAKES_IN_FLIGHT's default, and the time one turn may spend starting handshakes (each costs a key
- * exchange and a signature, ~0.3 ms here). In `npm run bench:stream`'s idle phase (10,000 clients reconnecting
- * 2,000 at a time) 16 and 2 ms kept the gateway's worst event-loop delay under 100 ms, where 64 and 5 ms gave
- * 215 ms, with the same total reconnect time: on one machine the handshakes' CPU, not their number, is the limit.
+ * exchange and a signature). In `npm run bench:stream`'s idle phase (10,000 clients reconnecting 2,000 at a
+ * time) 16 and 2 ms gave a worst event-loop delay of 67-282 ms (median 117, 6 runs), 64 and 5 ms 215-240 ms, and
+ * starting each handshake as accepted 316-568 ms, with the same total reconnect time (docs/capacity.md). Far
+ * away clients want more in flight: at most this many handshakes finish per round trip.
  */
 const DEFAULT_MAX_IN_HANDSHAKE = 16;
 const DEFAULT_TURN_BUDGET_MS = 2;
