@@ -61,7 +61,12 @@ export async function startPartnerPort(
   const server = app.server as unknown as HttpsServer;
   server.maxConnections = config.MAX_CONNECTIONS;
   tls.attach(server);
-  const handshakes = new HandshakeGuard(server, { maxPending: config.MAX_PENDING_HANDSHAKES, maxPendingPerAddress: config.MAX_PENDING_HANDSHAKES_PER_ADDRESS }, log, metrics);
+  const handshakes = new HandshakeGuard(server, {
+      maxPending: config.MAX_PENDING_HANDSHAKES,
+      maxPendingPerAddress: config.MAX_PENDING_HANDSHAKES_PER_ADDRESS,
+      handshakeTimeoutMs: config.TLS_HANDSHAKE_TIMEOUT_MS,
+      maxInHandshake: config.MAX_HANDSHAKES_IN_FLIGHT,
+    }, log, metrics);
   stream = createStreamServer({
     server,
     hub: live.hub,

@@ -102,6 +102,8 @@ export const ConfigSchema = z
     MAX_PENDING_HANDSHAKES: int(1, 1_000_000).default(1000),
     /** The same per remote address (IPv6: per /64); beyond, that address's new connections are reset at once. Default 100. */
     MAX_PENDING_HANDSHAKES_PER_ADDRESS: int(1, 1_000_000).default(100),
+    /** TLS handshakes started and not yet finished at once; further pending connections wait in a queue (FIFO, within TLS_HANDSHAKE_TIMEOUT_MS), so a mass reconnect does not stall the event loop. Default 16. */
+    MAX_HANDSHAKES_IN_FLIGHT: int(1, 1_000_000).default(16),
     /** Stream connections the gateway accepts; beyond, upgrades get 503 SLUICE_ERR_SERVER_FULL. Default 20000. */
     WS_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
     /** Stream connections per partner (CN); beyond, upgrades get 429 SLUICE_ERR_PARTNER_CONNECTIONS. Default 1000. */

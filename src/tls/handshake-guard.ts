@@ -4,6 +4,7 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { addressGroup } from './address-group.ts';
+import { HandshakeQueue } from './handshake-queue.ts';
 
 /** Why a new connection was reset before its handshake began: the `reason` of sluice_connections_refused_total. */
 export const REFUSED = {
@@ -21,7 +22,26 @@ export interface HandshakeGuardOptions {
   readonly maxPending: number;
   /** The same from one address, IPv6 grouped by /64 (MAX_PENDING_HANDSHAKES_PER_ADDRESS). */
   readonly maxPendingPerAddress: number;
+  /**
+   * From the TCP connection to the end of the handshake, queue included, ms (TLS_HANDSHAKE_TIMEOUT_MS). Without
+   * it only the server's own `handshakeTimeout` applies, which starts when the handshake does.
+   */
+  readonly handshakeTimeoutMs?: number;
+  /** Handshakes started but not finished at once; more wait in the queue (HandshakeQueue) (MAX_HANDSHAKES_IN_FLIGHT). Default 16. */
+  readonly maxInHandshake?: number;
+  /** Most time one event-loop turn spends starting handshakes, ms. Default 2. */
+  readonly turnBudgetMs?: number;
 }
+
+/**
+ * MAX_HANDSHAKES_IN_FLIGHT's default, and the time one turn may spend starting handshakes (each costs a key
+ * exchange and a signature). In `npm run bench:stream`'s idle phase (10,000 clients reconnecting 2,000 at a
+ * time) 16 and 2 ms gave a worst event-loop delay of 67-282 ms (median 117, 6 runs), 64 and 5 ms 215-240 ms, and
+ * starting each handshake as accepted 316-568 ms, with the same total reconnect time (docs/capacity.md). Far
+ * away clients want more in flight: at most this many handshakes finish per round trip.
+ */
+const DEFAULT_MAX_IN_HANDSHAKE = 16;
+const DEFAULT_TURN_BUDGET_MS = 2;
 
 /** Lifecycle events, so tests can wait on them; `group` is the address group (see addressGroup). */
 export interface HandshakeGuardEvents {
@@ -37,6 +57,8 @@ interface Pending {
   readonly socket: Socket;
   readonly group: string;
   readonly key: string;
+  /** performance.now() at the TCP connection. */
+  readonly since: number;
   readonly onClose: () => void;
   released: boolean;
 }
@@ -52,6 +74,10 @@ interface Pending {
  * A connection counts from the server's 'connection' event until 'secureConnection' or its socket's 'close',
  * whichever comes first; every way a handshake can end (success, refusal, timeout, peer reset, bad certificate)
  * ends in that socket's 'close', so the counts cannot leak.
+ *
+ * The guard takes the TLS server's own 'connection' listeners off it and starts the handshakes itself, paced by a
+ * HandshakeQueue: a counted connection waits there until a turn has room. Queued connections count as pending
+ * (the caps bound the queue), and `handshakeTimeoutMs` runs from the TCP connection, so waiting does not extend it.
  */
 export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
   #pending = 0;
@@ -61,6 +87,9 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
   private closed = false;
   private readonly unlogged = { [REFUSED.pending]: 0, [REFUSED.perAddress]: 0, [REFUSED.maxConnections]: 0, timedOut: 0, firstAddress: '' };
   private logTimer: NodeJS.Timeout | undefined;
+  private readonly queue: HandshakeQueue;
+  /** Fires at the oldest pending connection's deadline (byKey is in arrival order). */
+  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly server: TlsServer,
@@ -72,8 +101,18 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
     for (const k of ['maxPending', 'maxPendingPerAddress'] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new TypeError(`HandshakeGuard: ${k} must be an integer >= 1, got ${opts[k]}`);
     }
-    // Appended after tls.Server's own 'connection' listener: the TLSSocket already wraps the raw socket, and
-    // destroying the raw socket destroys it too.
+    // tls.Server wraps each socket in a TLSSocket from its 'connection' listener; we call it when the queue admits
+    // the socket instead. Destroying the raw socket (refusal, timeout, close) destroys its TLSSocket too.
+    const startTls = server.listeners('connection') as Array<(socket: Socket) => void>;
+    server.removeAllListeners('connection');
+    this.queue = new HandshakeQueue({
+      start: (socket) => {
+        for (const l of startTls) l.call(server, socket);
+      },
+      inHandshake: () => this.#pending - this.queue.size,
+      maxInHandshake: opts.maxInHandshake ?? DEFAULT_MAX_IN_HANDSHAKE,
+      turnBudgetMs: opts.turnBudgetMs ?? DEFAULT_TURN_BUDGET_MS,
+    });
     server.on('connection', this.onConnection);
     server.on('secureConnection', this.onSecure);
     server.on('tlsClientError', this.onTlsError);
@@ -94,6 +133,11 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
   /** Connections in the TLS handshake now from `address`'s group (its /64 for IPv6). */
   pendingFrom(address: string): number {
     return this.perGroup.get(addressGroup(address)) ?? 0;
+  }
+
+  /** Of `pending`, the connections still waiting for their handshake to start (HandshakeQueue). */
+  get queued(): number {
+    return this.queue.size;
   }
 
   /** Address groups with a connection in the handshake now (0 once everything has settled). */
@@ -119,10 +163,36 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
     this.#pending++;
     this.perGroup.set(group, fromGroup + 1);
     const key = connectionKey(socket);
-    const entry: Pending = { socket, group, key, onClose: () => this.release(entry), released: false };
+    const entry: Pending = { socket, group, key, since: performance.now(), onClose: () => this.release(entry), released: false };
     this.byKey.set(key, entry);
     socket.once('close', entry.onClose);
+    this.armDeadline();
+    this.queue.push(socket);
     this.emit('admitted', group);
+  };
+
+  private armDeadline(): void {
+    const timeoutMs = this.opts.handshakeTimeoutMs;
+    if (timeoutMs === undefined || this.deadlineTimer || this.closed) return;
+    const oldest = this.byKey.values().next().value as Pending | undefined;
+    if (!oldest) return;
+    this.deadlineTimer = setTimeout(this.onDeadline, Math.max(0, oldest.since + timeoutMs - performance.now()));
+    this.deadlineTimer.unref();
+  }
+
+  /** Closes every connection that has not finished its handshake within the timeout of its TCP connection. */
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    const cutoff = performance.now() - (this.opts.handshakeTimeoutMs ?? Infinity);
+    for (const entry of this.byKey.values()) {
+      if (entry.since > cutoff) break; // arrival order: the rest are younger
+      entry.socket.off('close', entry.onClose);
+      this.release(entry);
+      entry.socket.destroy(); // a FIN, as the server's own handshake timeout sends
+      this.metrics?.handshakeTimeouts.inc();
+      this.note('timedOut', entry.group);
+    }
+    this.armDeadline();
   };
 
   private readonly onDrop = (data?: { remoteAddress?: string }): void => {
@@ -142,6 +212,12 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
   private readonly onTlsError = (err: NodeJS.ErrnoException, tlsSocket: TLSSocket): void => {
     // The socket is destroyed right after this event (by https.Server), and its 'close' releases the count.
     if (err.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') return;
+    // Released now, not at its 'close': our own deadline may fall in the same timers phase and must not count it again.
+    // Absent: our deadline closed it already (the server's timer may fire in the same phase) and counted it.
+    const entry = this.byKey.get(connectionKey(tlsSocket));
+    if (!entry) return;
+    entry.socket.off('close', entry.onClose);
+    this.release(entry);
     this.metrics?.handshakeTimeouts.inc();
     this.note('timedOut', addressGroup(tlsSocket.remoteAddress));
   };
@@ -154,6 +230,8 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
     if (left > 0) this.perGroup.set(entry.group, left);
     else this.perGroup.delete(entry.group);
     if (this.byKey.get(entry.key) === entry) this.byKey.delete(entry.key);
+    this.queue.remove(entry.socket);
+    this.queue.kick();
     this.emit('released', entry.group);
   }
 
@@ -191,6 +269,8 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.queue.close();
+    clearTimeout(this.deadlineTimer);
     clearTimeout(this.logTimer);
     this.flushLog();
     this.server.off('secureConnection', this.onSecure);
