@@ -10,10 +10,13 @@
 //  (i) sluice again with BENCH_IDLE (10,000) more clients connected to SLUs that get no readings: a batch's cost
 //      must follow the readings, not the connected clients. The idle clients run in their own process
 //      (bench/lib/idle-clients.mjs), so the measuring clients and the writer do not share an event loop with them.
+//      It prints the load over each window (the busiest processes, anyone's: the machine is shared), and with
+//      BENCH_TRACE=1 the window's worst ticks beside the gateway's and this process's event-loop delays.
 // Defaults follow the issues (1,000 subscribers, 1,000 SLUs, 10,000 readings/s); override with BENCH_* variables;
 // BENCH_PHASES=raw,peer,sluice,idle picks phases. `--rows 100m` (or BENCH_ROWS) runs against bench:rest's database
 // of that size (var/bench-pg-<size>, seeded first if it is not yet: bench/lib/seed.ts), with its partition width;
 // without it, against var/bench-pg-10m as it is.
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -119,6 +122,29 @@ interface Target {
   readonly opsPort?: number;
   /** Called (not awaited by the writer loop) at the start and the end of the measured window. */
   readonly onWindow?: (edge: 'start' | 'end') => Promise<void>;
+}
+
+/** CPU ticks (user + system) of every process now, by pid, with its command line: who loaded the machine. */
+function processTicks(): Map<number, { ticks: number; cmd: string }> {
+  const out = new Map<number, { ticks: number; cmd: string }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim() || stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      out.set(Number(name), { ticks: Number(f[11]) + Number(f[12]), cmd });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+/** The processes that used the most CPU between two processTicks(), % of one core over `ms` (100 ticks a second). */
+function topProcesses(before: Map<number, { ticks: number; cmd: string }>, after: Map<number, { ticks: number; cmd: string }>, ms: number): string {
+  const used = [...after].map(([pid, a]) => ({ pid, cmd: a.cmd, pct: ((a.ticks - (before.get(pid)?.ticks ?? 0)) * 10 * 100) / ms }));
+  return used.filter((u) => u.pct >= 3).sort((x, y) => y.pct - x.pct).slice(0, 12)
+    .map((u) => `${fmt(u.pct, 0)}% ${u.pid} ${u.cmd.replace(/--require \S+ --import \S+ /, '').slice(0, 70)}`).join('; ');
 }
 
 /** Busy and total CPU time of the whole machine so far, ms (every process: PostgreSQL, gateway, clients). */
@@ -232,7 +258,8 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
   const warmUntil = Date.now() + 2000;
   const end = warmUntil + DURATION_MS;
   const inflight: Array<Promise<unknown>> = [];
-  // The gateway's own histograms, from the end of the warm-up to the end of this run: where its time goes.
+  // The gateway's own histograms, from half a second before the end of the warm-up to the end of this run: where
+  // its time goes.
   const STAGES = ['sluice_notify_to_send_seconds', 'sluice_feed_read_seconds', 'sluice_publish_seconds'] as const;
   // One /metrics read for all three (each read costs the gateway: with 11,000 clients its default process
   // metrics walk every handle and file descriptor), taken at the window's edge.
@@ -249,6 +276,7 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
   let machineAtWarmEnd = machineCpuMs();
   let benchAtWarmEnd = process.cpuUsage();
   let warmEndAt = performance.now();
+  let procsAtWarmEnd = new Map<number, { ticks: number; cmd: string }>();
   while (Date.now() < end) {
     // The first edge check a second before the window, and the histograms' first read half a second before it:
     // a /metrics read costs the gateway tens of ms of event loop with 11,000 clients (see metricsCost), which
@@ -262,6 +290,7 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
       cpuAtWarmEnd = gatewayCpuMs(target.opsPort);
       deliveredAtWarmEnd = delivered;
       [machineAtWarmEnd, benchAtWarmEnd, warmEndAt] = [machineCpuMs(), process.cpuUsage(), performance.now()];
+      procsAtWarmEnd = processTicks();
       benchLoop.reset();
     }
     const tickStart = Date.now();
@@ -283,6 +312,7 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
   // process's (the writer and the measuring clients) in percent of one core.
   const windowMs = performance.now() - warmEndAt;
   const [machineNow, benchCpu, gatewayNow] = [machineCpuMs(), process.cpuUsage(benchAtWarmEnd), gatewayStats(target.opsPort)];
+  const topProcs = topProcesses(procsAtWarmEnd, processTicks(), windowMs);
   const benchLoopMaxMs = benchLoop.max / 1e6;
   const benchLoopP99Ms = benchLoop.percentile(99) / 1e6;
   const gatewayEnd = await gatewayNow;
@@ -292,7 +322,7 @@ async function endToEnd(target: Target, url: string, opts: { sustained: boolean 
     benchCpuPct: ((benchCpu.user + benchCpu.system) / 1000 / windowMs) * 100,
     gatewayCpuPct: ((gatewayEnd.cpuMs - (await (cpuAtWarmEnd ?? Promise.resolve(NaN)))) / windowMs) * 100,
     // Event-loop delay over the window (the gateway's since the /readyz read at the window's start).
-    gatewayLoopMaxMs: gatewayEnd.loopMaxMs, gatewayLoopP99Ms: gatewayEnd.loopP99Ms, benchLoopMaxMs, benchLoopP99Ms,
+    gatewayLoopMaxMs: gatewayEnd.loopMaxMs, gatewayLoopP99Ms: gatewayEnd.loopP99Ms, benchLoopMaxMs, benchLoopP99Ms, topProcs,
   };
   await windowStart;
   await target.onWindow?.('end');
@@ -635,6 +665,8 @@ if (c && idle) {
   const mc = (x: typeof c.rateResult.metricsCost) => (x ? `${fmt(x.ms, 1)} ms (gateway event-loop delay up to ${fmt(x.loopMaxMs, 1)} ms)` : '-');
   console.log(`one /metrics read (worst of 3, after the window; the histograms' first read is taken 0.5 s before the window for this reason): alone ${mc(c.rateResult.metricsCost)}; + idle ${mc(idle.rateResult.metricsCost)}`);
   console.log(`load over the measured window: alone: ${loadOf(c.rateResult.load)}; + idle: ${loadOf(idle.rateResult.load)}, idle clients ${fmt(d.cpuPct, 0)}%`);
+  console.log(`busiest processes over the window (this benchmark's and anyone else's), alone: ${c.rateResult.load.topProcs}`);
+  console.log(`busiest processes over the window, + idle: ${idle.rateResult.load.topProcs}`);
   console.log(`${IDLE} clients x 100 SLUs: connected in batches of 500 in ${fmt(idle.connect.seconds, 1)} s (gateway's worst event-loop delay ${fmt(idle.connect.loopMaxMs, 1)} ms); reconnected 2,000 at a time in ${fmt(idle.reconnect.seconds, 1)} s (worst event-loop delay ${fmt(idle.reconnect.loopMaxMs, 1)} ms; goal <= 100 ms)`);
 }
 await pool.end();
