@@ -470,6 +470,8 @@ async function waitReady(opsPort: number): Promise<void> {
 
 /** The gateway's worst event-loop delay while `during` runs (its /readyz resets the histogram on every read). */
 async function worstLoopDelay<T>(opsPort: number, during: () => Promise<T>): Promise<{ result: T; maxMs: number }> {
+  // One read first: it resets the histogram, so what ran before (another phase, closing the clients) is not counted here.
+  await fetch(`http://127.0.0.1:${opsPort}/readyz`).then((x) => x.arrayBuffer(), () => undefined);
   let maxMs = 0;
   let polling = true;
   const poll = (async () => {
@@ -574,11 +576,14 @@ async function sluiceWithIdle() {
       loopMaxMs: end.status.loopMaxMs, rssMiB: end.status.rssBytes / 2 ** 20,
     };
     const allThere = [start, end].every((e) => e.gateway === IDLE + SUBS && e.status.open === IDLE) && end.status.unexpectedCloses === 0;
-    await idle.ask({ type: 'terminate' });
-    await new Promise((r) => setTimeout(r, 2000));
+    // The gateway's side of 10,000 clients going away at once: measured on its own, not as part of the reconnect.
+    const gone = await worstLoopDelay(gw.opsPort, async () => {
+      await idle.ask({ type: 'terminate' });
+      await new Promise((r) => setTimeout(r, 2000));
+    });
     const t1 = Date.now();
     const again = await worstLoopDelay(gw.opsPort, () => idle.connect(2000)); // 2,000 handshakes at a time, as fast as they go
-    return { ...run, during, allThere, connect: { seconds: connectS, loopMaxMs: first.maxMs }, reconnect: { seconds: (Date.now() - t1) / 1000, loopMaxMs: again.maxMs } };
+    return { ...run, during, allThere, connect: { seconds: connectS, loopMaxMs: first.maxMs }, reconnect: { seconds: (Date.now() - t1) / 1000, loopMaxMs: again.maxMs }, disconnectLoopMaxMs: gone.maxMs };
   } finally {
     await idle.stop();
     await gw.stop();
@@ -699,7 +704,7 @@ if (c && idle) {
   console.log(`load over the measured window: alone: ${loadOf(c.rateResult.load)}; + idle: ${loadOf(idle.rateResult.load)}, idle clients ${fmt(d.cpuPct, 0)}%`);
   console.log(`busiest processes over the window (this benchmark's and anyone else's), alone: ${c.rateResult.load.topProcs}`);
   console.log(`busiest processes over the window, + idle: ${idle.rateResult.load.topProcs}`);
-  console.log(`${IDLE} clients x 100 SLUs: connected in batches of 500 in ${fmt(idle.connect.seconds, 1)} s (gateway's worst event-loop delay ${fmt(idle.connect.loopMaxMs, 1)} ms); reconnected 2,000 at a time in ${fmt(idle.reconnect.seconds, 1)} s (worst event-loop delay ${fmt(idle.reconnect.loopMaxMs, 1)} ms; goal <= 100 ms)`);
+  console.log(`${IDLE} clients x 100 SLUs: connected in batches of 500 in ${fmt(idle.connect.seconds, 1)} s (gateway's worst event-loop delay ${fmt(idle.connect.loopMaxMs, 1)} ms); reconnected 2,000 at a time in ${fmt(idle.reconnect.seconds, 1)} s (worst event-loop delay ${fmt(idle.reconnect.loopMaxMs, 1)} ms; goal <= 100 ms); all ${IDLE} going away at once before it: worst delay ${fmt(idle.disconnectLoopMaxMs, 1)} ms`);
 }
 await pool.end();
 await embedded?.close();

@@ -16,7 +16,7 @@ const { pool, embedded } = await benchDatabase();
 /** sql/002's wake-up trigger as it was: the transaction id only. */
 const WAKE_UP = `create function bt_wake() returns trigger language plpgsql as $$ begin
   perform pg_notify('bench_wake', pg_current_xact_id()::text); return null; end $$`;
-const variants: Array<{ name: string; ddl: string }> = [
+const variants: Array<{ name: string; ddl: string; rowsInPayload?: boolean }> = [
   { name: 'no trigger (raw limit)', ddl: '' },
   {
     name: 'statement-level wake-up (sql/002)',
@@ -40,9 +40,10 @@ const variants: Array<{ name: string; ddl: string }> = [
           create trigger t after insert on bt referencing new table as new_rows for each statement execute function bt_stmt()`,
   },
   {
-    name: 'rows in the payload + xid guard (sluice, sql/014)',
-    ddl: `create trigger t after insert on bt referencing new table as new_rows for each statement execute function sluice_notify_reading();
-          create trigger g before insert on bt for each row when (new.xid is distinct from pg_current_xact_id()) execute function sluice_reading_new_version()`,
+    // sluice_notify_rows() signs only rows of slu_reading (sql/015): the same function, made for bt.
+    name: 'rows in the payload + xid guard (sluice, sql/014-015)',
+    ddl: `create trigger g before insert on bt for each row when (new.xid is distinct from pg_current_xact_id()) execute function sluice_reading_new_version()`,
+    rowsInPayload: true,
   },
 ];
 
@@ -57,6 +58,13 @@ try {
     await client.query('set search_path = bench_trigger, public');
     await client.query('create table bt (like public.slu_reading including all)'); // same defaults, identity and indexes
     if (v.ddl) await client.query(v.ddl);
+    if (v.rowsInPayload) {
+      const def = (await client.query<{ d: string }>(`select pg_get_functiondef('public.sluice_notify_rows'::regproc) as d`)).rows[0]?.d as string;
+      const made = def.replace(/FUNCTION [\w."]*sluice_notify_rows\(\)/, 'FUNCTION bench_trigger.bt_rows()').replaceAll(`'slu_reading'::regclass`, `'bench_trigger.bt'::regclass`);
+      if (made === def || !made.includes('bench_trigger.bt')) throw new Error('could not make bt_rows() from sluice_notify_rows()');
+      await client.query(made);
+      await client.query(`create trigger t after insert on bt referencing new table as new_rows for each statement execute function bt_rows()`);
+    }
     await client.query(insertBulk); // warm up
     let t0 = performance.now();
     for (let i = 0; i < BULK_STATEMENTS; i++) await client.query(insertBulk);
