@@ -190,6 +190,32 @@ describe('the fast path: rows from the NOTIFY payload', () => {
     expect(live.readings[0]).toMatchObject({ t: '2026-02-03 04:05:06.000007', p1: '0.100000001', v2: -32768 });
   });
 
+  it('200 rows of the longest text a reading prints fit in payload chunks under NOTIFY\'s 8000 bytes', async () => {
+    await fastReady();
+    const c = connect('slu_id=2147483647');
+    await c.next('subscribed');
+    const listen = new pg.Client({ connectionString: db.url });
+    await listen.connect();
+    const sizes: number[] = [];
+    listen.on('notification', (n) => n.channel === 'sluice_reading' && sizes.push(Buffer.byteLength(n.payload ?? '')));
+    await listen.query('listen sluice_reading');
+    try {
+      await db.pool.query(
+        `insert into slu_reading (slu_id, t, p1, p2, p3, k1, k2, k3, a1, a2, a3, v1, v2, v3)
+         select 2147483647, '4713-01-01 00:00:00.000001 BC', -1.1754944e-38, -1.1754944e-38, -1.1754944e-38, -1.1754944e-38,
+                -1.1754944e-38, -1.1754944e-38, -1.1754944e-38, -1.1754944e-38, -1.1754944e-38, -2147483648, -2147483648, n
+         from generate_series(1, 200) n`,
+      );
+      await c.until(() => c.readings.length >= 200, '200 readings');
+      expect(c.readings.map((r) => r.v3)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(sizes.length).toBeGreaterThan(5);
+      expect(Math.max(...sizes)).toBeLessThan(8000);
+    } finally {
+      await listen.end();
+    }
+  });
+
   it('ignores rows NOTIFYed by anyone but the trigger (no MAC, a wrong MAC, a replayed chunk of another statement)', async () => {
     await fastReady();
     const c = connect('slu_id=504');
