@@ -216,6 +216,24 @@ describe('the fast path: rows from the NOTIFY payload', () => {
     }
   });
 
+  it('sluice.notify_rows = off (for a database or a writer role) makes the trigger send the wake-up only: delivered by the read', async () => {
+    await fastReady();
+    const c = connect('slu_id=509');
+    await c.next('subscribed');
+    const before = gateway.feed.stats.fastRows;
+    const w = await db.pool.connect();
+    try {
+      await w.query(`set sluice.notify_rows = off`);
+      await insertReadings(w, readings(509, 3));
+      await w.query(`reset sluice.notify_rows`);
+    } finally {
+      w.release();
+    }
+    await c.until(() => c.readings.length >= 3, 'three readings');
+    expect(gateway.feed.stats.fastRows).toBe(before);
+    expect(c.readings).toHaveLength(3);
+  });
+
   it('ignores rows NOTIFYed by anyone but the trigger (no MAC, a wrong MAC, a replayed chunk of another statement)', async () => {
     await fastReady();
     const c = connect('slu_id=504');
