@@ -135,6 +135,11 @@ export class HandshakeGuard extends EventEmitter<HandshakeGuardEvents> {
     return this.perGroup.get(addressGroup(address)) ?? 0;
   }
 
+  /** The server's open connections, handshaking or not (tests wait for a quiet server: MAX_CONNECTIONS counts them all). */
+  connections(): Promise<number> {
+    return new Promise((resolve, reject) => this.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+  }
+
   /** Of `pending`, the connections still waiting for their handshake to start (HandshakeQueue). */
   get queued(): number {
     return this.queue.size;

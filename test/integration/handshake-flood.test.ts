@@ -316,6 +316,9 @@ describe('connections that never finish a TLS handshake', () => {
     // MAX_PENDING_HANDSHAKES (default 1000) >= MAX_CONNECTIONS (3): said once, at start-up.
     expect(quick.logs.filter((l) => String(l.msg).startsWith('MAX_PENDING_HANDSHAKES is not below MAX_CONNECTIONS'))).toHaveLength(1);
     expect(guarded.logs.filter((l) => String(l.msg).startsWith('MAX_PENDING_HANDSHAKES is not below MAX_CONNECTIONS'))).toHaveLength(0);
+    // MAX_CONNECTIONS counts every open connection: the previous test's REST connection may still be closing.
+    for (const deadline = Date.now() + 5000; (await g.handshakes.connections()) > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    expect(await g.handshakes.connections()).toBe(0);
     const dropsBefore = await metric(g, refusedSeries('max_connections'));
     const timeoutsBefore = await metric(g, 'sluice_tls_handshake_timeouts_total');
     const logsFrom = quick.logs.length;
