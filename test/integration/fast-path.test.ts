@@ -165,6 +165,8 @@ describe('the fast path: rows from the NOTIFY payload', () => {
     await resumeFromEveryCursor(c, 508, v1s(c.readings));
   }, 60_000);
 
+  // The replay below runs on the same gateway, whose cache the payload filled: this checks the cursor and the
+  // frame, while review/fast-path-text6.test.ts compares the text against a gateway that only reads.
   it('a payload is the very text a read returns, whatever the writer session prints', async () => {
     await fastReady();
     const live = connect('slu_id=503');
