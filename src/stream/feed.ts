@@ -60,6 +60,8 @@ type Noted = { kind: 'change' } | { kind: 'wake'; xid: number } | { kind: 'rows'
 
 /** Wake-up transactions remembered between two reads; past this the fast path simply waits for the next read. */
 const MAX_BLOCKERS = 10_000;
+/** Notifications held for one probe (each up to 8 KB of rows); past this only their transaction ids are kept. */
+const MAX_NOTED = 2_000;
 
 export interface FeedEvents {
   batch: [Batch];
@@ -234,7 +236,8 @@ export class Feed extends EventEmitter<FeedEvents> {
   }
 
   private push(n: Noted): void {
-    this.noted.push(n);
+    // Bounded: past MAX_NOTED a payload keeps only its transaction id, and its rows come with the read.
+    this.noted.push(n.kind === 'rows' && this.noted.length >= MAX_NOTED ? { kind: 'wake', xid: n.xid } : n);
     if (!this.probing) this.probe();
   }
 
