@@ -31,8 +31,6 @@ export interface Batch {
   readonly readings: readonly StreamReading[];
   readonly cursor: Cursor;
   readonly snapshot?: Snapshot;
-  /** Delivered from a NOTIFY payload (the fast path), ahead of any read. */
-  readonly fast?: true;
 }
 
 export interface FeedOptions {
@@ -316,7 +314,7 @@ export class Feed extends EventEmitter<FeedEvents> {
     for (const [lo, hi] of spans) aheadAdd(this.ahead, xid, lo, hi);
     const readings = chunks.flat().map((packed) => toStreamReading([packed], this.cache));
     this.stats.fastRows += readings.length;
-    this.emitBatch({ readings, cursor: this.settled(snap), fast: true });
+    this.emitBatch({ readings, cursor: this.settled(snap) });
     return true;
   }
 
